@@ -1,0 +1,102 @@
+"""train(cfg): build everything from the config, fit, test, export, and return the metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from .checkpoints import check_compatible, export_state_dict, read_checkpoint, resolve_ckpt_path
+from .data import EMNISTDataModule
+from .module import CharacterClassifier
+from .validation import validate_config
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+# The seed script's four figures, in its order, then the extra macro recall.
+REPORTED = ("test/loss", "test/acc", "test/f1", "test/precision", "test/recall")
+
+
+def _instantiate_all(group: DictConfig | None) -> list[Any]:
+    """Build every `_target_` entry of a config group (callbacks, loggers); skip nulls."""
+    if not group:
+        return []
+    return [instantiate(node) for node in group.values() if node and "_target_" in node]
+
+
+def _checkpoint_callback(callbacks: list[Callback]) -> ModelCheckpoint | None:
+    return next((cb for cb in callbacks if isinstance(cb, ModelCheckpoint)), None)
+
+
+def format_metrics_table(metrics: dict[str, float]) -> str:
+    """A small aligned table of the figures a run reports."""
+    rows = [(name, metrics[name]) for name in ("val/acc_best", *REPORTED) if name in metrics]
+    width = max(len(name) for name, _ in rows)
+    lines = [f"{'metric'.ljust(width)}  value", f"{'-' * width}  ------"]
+    lines += [f"{name.ljust(width)}  {value:.4f}" for name, value in rows]
+    return "\n".join(lines)
+
+
+def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dict[str, float]:
+    """Train (or resume) the configured model; test the best checkpoint; return the metrics.
+
+    `extra_callbacks` lets a caller such as the tuner add callbacks (e.g. Optuna pruning)
+    without a config of their own.
+    """
+    OmegaConf.resolve(cfg)
+    validate_config(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    if cfg.get("float32_matmul_precision"):
+        torch.set_float32_matmul_precision(cfg.float32_matmul_precision)
+
+    datamodule: EMNISTDataModule = instantiate(cfg.data)
+    model: CharacterClassifier = instantiate(
+        cfg.model,
+        num_classes=datamodule.num_classes,
+        class_names=datamodule.characters,
+        input_mean=datamodule.mean,
+        input_std=datamodule.std,
+    )
+    callbacks: list[Callback] = _instantiate_all(cfg.get("callbacks")) + list(extra_callbacks or [])
+    loggers = _instantiate_all(cfg.get("logger"))
+
+    output_dir = Path(cfg.paths.output_dir)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.runs_dir)
+    checkpointing = _checkpoint_callback(callbacks)
+    if ckpt_path is not None:
+        check_compatible(read_checkpoint(ckpt_path), ckpt_path, datamodule.characters)
+        log.info("Resuming from %s", ckpt_path)
+        if checkpointing is not None:
+            # Keep writing where the run started, so its best-k tracking carries on.
+            checkpointing.dirpath = str(ckpt_path.parent)
+
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, output_dir / "config_resolved.yaml")
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+
+    metrics: dict[str, float] = {"val/acc_best": float(model.best_val_acc)}
+    best_path = checkpointing.best_model_path if checkpointing is not None else ""
+    if cfg.get("test"):
+        results = trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None)
+        metrics.update({k: float(v) for k, v in results[0].items()})
+    elif best_path:
+        model.load_state_dict(read_checkpoint(best_path)["state_dict"])
+
+    metrics["epochs"] = float(trainer.current_epoch)
+    metrics["global_step"] = float(trainer.global_step)
+    if trainer.is_global_zero:
+        export_state_dict(model, output_dir)
+        (output_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+        log.info("Best checkpoint: %s", best_path or "(checkpointing disabled)")
+        log.info("Results (%s):\n%s", output_dir, format_metrics_table(metrics))
+    return metrics
