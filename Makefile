@@ -1,0 +1,42 @@
+# Two commands do all set-up on a fresh machine:
+#   make train   creates .venv, installs the project, trains (extra Hydra overrides: ARGS="...")
+#   make test    creates .venv, installs the project with dev tools, runs the default test suite
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+# The PyTorch build to install first; pinned to the wheels this project is tested with.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+# Offline EMNIST files in torchvision's layout (EMNIST/raw/...); when absent, torchvision downloads.
+PROXY_DATA ?= ../shared/data/emnist-proxy
+DATA_ARGS := $(if $(wildcard $(PROXY_DATA)/EMNIST/raw/*),data.data_dir=$(PROXY_DATA) data.download=false,)
+ARGS ?=
+
+.PHONY: install train tune test test-all lint clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_SPEC)
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+train: install
+	$(PY) train.py $(DATA_ARGS) $(ARGS)
+
+tune: install
+	$(PY) tune.py -m $(DATA_ARGS) $(ARGS)
+
+test: install
+	$(PY) -m pytest -m "not slow" $(ARGS)
+
+test-all: install
+	$(PY) -m pytest $(ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check src tests train.py
+	$(VENV)/bin/ruff format --check src tests train.py
+
+clean:
+	rm -rf logs .pytest_cache

@@ -1,0 +1,1 @@
+"""Optuna tuning: search spaces from Hydra sweep syntax, storages, trials in tasks, results."""

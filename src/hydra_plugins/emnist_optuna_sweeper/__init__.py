@@ -1,0 +1,1 @@
+"""A Hydra sweeper on current Optuna with ask/tell, pruning and resumable, shared studies."""
