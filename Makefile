@@ -35,8 +35,8 @@ test-all: install
 	$(PY) -m pytest $(ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check src tests train.py
-	$(VENV)/bin/ruff format --check src tests train.py
+	$(VENV)/bin/ruff check src tests train.py tune.py
+	$(VENV)/bin/ruff format --check src tests train.py tune.py
 
 clean:
 	rm -rf logs .pytest_cache

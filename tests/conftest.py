@@ -6,14 +6,15 @@ import os
 from pathlib import Path
 
 import pytest
+from emnist_fixtures import write_emnist_fixture
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
-from emnist_fixtures import write_emnist_fixture
-
 REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = str(REPO / "conf")
-PROXY_DIR = Path(os.environ.get("EMNIST_PROXY_DIR", REPO.parent / "shared" / "data" / "emnist-proxy"))
+PROXY_DIR = Path(
+    os.environ.get("EMNIST_PROXY_DIR", REPO.parent / "shared" / "data" / "emnist-proxy")
+)
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +47,9 @@ def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> 
 def make_train_cfg(tiny_emnist: Path, tmp_path: Path):
     """Build a fast train config on the tiny fixture; extra overrides win."""
 
-    def make(*overrides: str, output_dir: Path | None = None, data_dir: Path | None = None) -> DictConfig:
+    def make(
+        *overrides: str, output_dir: Path | None = None, data_dir: Path | None = None
+    ) -> DictConfig:
         base = [
             f"data.data_dir={data_dir or tiny_emnist}",
             "data.download=false",

@@ -4,10 +4,9 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+from conftest import compose_config
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-
-from conftest import compose_config
 
 from emnist_lightning.data import EMNISTDataModule
 from emnist_lightning.errors import ConfigError
@@ -33,7 +32,9 @@ def _build_all(cfg) -> None:
                 instantiate(node)
 
 
-@pytest.mark.parametrize("group", ["model", "callbacks", "logger", "experiment", "debug", "data/augment"])
+@pytest.mark.parametrize(
+    "group", ["model", "callbacks", "logger", "experiment", "debug", "data/augment"]
+)
 def test_every_option_of_a_group_composes_and_instantiates(make_train_cfg, group: str) -> None:
     options = _options(group)
     assert options, f"conf/{group} is empty"
@@ -76,7 +77,9 @@ def test_seed_recipe_experiment_sets_the_seed_hyperparameters(tmp_path: Path) ->
         ("data.split=everything", "data.split"),
     ],
 )
-def test_invalid_values_fail_before_training_naming_the_key(make_train_cfg, override: str, key: str) -> None:
+def test_invalid_values_fail_before_training_naming_the_key(
+    make_train_cfg, override: str, key: str
+) -> None:
     cfg = make_train_cfg(override)
     with pytest.raises(ConfigError, match=f"^{key}=.* is invalid: it must be"):
         train(cfg)
@@ -85,10 +88,21 @@ def test_invalid_values_fail_before_training_naming_the_key(make_train_cfg, over
 
 def test_command_line_prints_one_error_line_and_exits_2(tiny_emnist: Path, tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "train.py", f"data.data_dir={tiny_emnist}", "data.download=false",
-         "model.net.dropout=1.5", f"paths.log_dir={tmp_path}"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "train.py",
+            f"data.data_dir={tiny_emnist}",
+            "data.download=false",
+            "model.net.dropout=1.5",
+            f"paths.log_dir={tmp_path}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2
     error_lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert error_lines == ["error: model.net.dropout=1.5 is invalid: it must be a number in [0, 1), e.g. 0.3"]
+    assert error_lines == [
+        "error: model.net.dropout=1.5 is invalid: it must be a number in [0, 1), e.g. 0.3"
+    ]

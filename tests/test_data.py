@@ -44,13 +44,16 @@ def test_orientation_of_a_single_asymmetric_image(tmp_path: Path) -> None:
     assert labels.tolist() == [3]
 
 
-@pytest.mark.parametrize(("split", "num_classes"), [("byclass", 62), ("letters", 26), ("digits", 10), ("mnist", 10), ("bymerge", 47)])
+@pytest.mark.parametrize(
+    ("split", "num_classes"),
+    [("byclass", 62), ("letters", 26), ("digits", 10), ("mnist", 10), ("bymerge", 47)],
+)
 def test_every_split_loads_with_its_classes(tmp_path: Path, split: str, num_classes: int) -> None:
     write_emnist_fixture(tmp_path, split=split, train_per_class=3, test_per_class=1)
     dm = _ready(tmp_path, split=split)
     assert dm.num_classes == num_classes == len(dm.characters)
     _, labels = next(iter(dm.train_dataloader()))
-    assert 0 <= labels.min() and labels.max() < num_classes
+    assert labels.min() >= 0 and labels.max() < num_classes
 
 
 def test_validation_is_stratified_seeded_and_disjoint(tiny_emnist: Path) -> None:
@@ -115,11 +118,13 @@ def test_ranks_split_an_epoch_between_them_without_overlap() -> None:
     assert sorted(sum(parts, [])) == list(range(100))
 
 
-def test_batches_become_unit_floats_and_only_training_batches_are_augmented(tiny_emnist: Path) -> None:
+def test_batches_become_unit_floats_and_only_training_batches_are_augmented(
+    tiny_emnist: Path,
+) -> None:
     dm = _ready(tiny_emnist, augment=RandomAffineBatch(degrees=20))
     images, labels = next(iter(dm.train_dataloader()))
     out_images, out_labels = dm.on_after_batch_transfer((images, labels), 0)
-    assert out_images.dtype == torch.float32 and 0 <= out_images.min() and out_images.max() <= 1
+    assert out_images.dtype == torch.float32 and out_images.min() >= 0 and out_images.max() <= 1
     assert torch.allclose(out_images, images.float() / 255)  # no trainer: no augmentation
     assert torch.equal(out_labels, labels)
 
@@ -168,7 +173,9 @@ def test_file_that_is_not_idx_is_named_in_a_clear_error(tiny_emnist: Path, tmp_p
         _ready(tmp_path)
 
 
-def test_images_and_labels_of_different_lengths_are_refused(tiny_emnist: Path, tmp_path: Path) -> None:
+def test_images_and_labels_of_different_lengths_are_refused(
+    tiny_emnist: Path, tmp_path: Path
+) -> None:
     folder = _copy_fixture(tiny_emnist, tmp_path)
     write_idx(folder / "emnist-balanced-train-labels-idx1-ubyte", np.zeros(7, dtype=np.uint8))
     with pytest.raises(DataFilesError, match="holds 564 images but"):

@@ -6,14 +6,23 @@ from emnist_lightning.labels import SPLITS, split_info, to_upright
 
 @pytest.mark.parametrize(
     ("split", "num_classes"),
-    [("balanced", 47), ("bymerge", 47), ("byclass", 62), ("letters", 26), ("digits", 10), ("mnist", 10)],
+    [
+        ("balanced", 47),
+        ("bymerge", 47),
+        ("byclass", 62),
+        ("letters", 26),
+        ("digits", 10),
+        ("mnist", 10),
+    ],
 )
 def test_each_split_has_its_number_of_classes(split: str, num_classes: int) -> None:
     assert split_info(split).num_classes == num_classes
 
 
 def test_balanced_characters_merge_fifteen_lowercase_letters() -> None:
-    assert "".join(SPLITS["balanced"].characters) == "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabdefghnqrt"
+    assert (
+        "".join(SPLITS["balanced"].characters) == "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabdefghnqrt"
+    )
 
 
 def test_letters_labels_start_at_one_in_the_files() -> None:

@@ -44,7 +44,9 @@ def test_train_fits_tests_and_writes_every_output(make_train_cfg, tmp_path: Path
     assert "".join(mapping["class_names"]) == "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabdefghnqrt"
 
 
-def test_checkpoint_loads_weights_only_and_predicts_without_datamodule(make_train_cfg, tmp_path, tiny_emnist) -> None:
+def test_checkpoint_loads_weights_only_and_predicts_without_datamodule(
+    make_train_cfg, tmp_path, tiny_emnist
+) -> None:
     cfg = make_train_cfg("trainer.max_epochs=1", "test=false", output_dir=tmp_path / "run")
     train(cfg)
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
@@ -78,7 +80,9 @@ def test_resume_restores_epoch_optimizer_and_best_score(make_train_cfg, tmp_path
 
     capture = _CaptureAtTrainStart()
     resumed = train(
-        make_train_cfg("trainer.max_epochs=3", f"ckpt_path={last}", output_dir=tmp_path / "resumed"),
+        make_train_cfg(
+            "trainer.max_epochs=3", f"ckpt_path={last}", output_dir=tmp_path / "resumed"
+        ),
         extra_callbacks=[capture],
     )
     assert capture.epoch == 2 and capture.global_step == saved["global_step"]
@@ -100,7 +104,9 @@ def test_ckpt_path_last_resumes_the_newest_run(make_train_cfg, tmp_path: Path) -
         train(make_train_cfg("trainer.max_epochs=1", "test=false", output_dir=logs / name))
         time.sleep(0.05)
     assert newest_last_checkpoint(logs) == logs / "newer" / "checkpoints" / "last.ckpt"
-    cfg = make_train_cfg("trainer.max_epochs=2", "ckpt_path=last", "test=false", output_dir=tmp_path / "resumed")
+    cfg = make_train_cfg(
+        "trainer.max_epochs=2", "ckpt_path=last", "test=false", output_dir=tmp_path / "resumed"
+    )
     cfg.paths.log_dir = str(tmp_path / "logs")
     metrics = train(cfg)
     assert metrics["epochs"] == 2
@@ -110,15 +116,21 @@ def test_ckpt_path_last_resumes_the_newest_run(make_train_cfg, tmp_path: Path) -
 
 def test_ckpt_path_last_without_runs_says_what_to_do(make_train_cfg, tmp_path: Path) -> None:
     cfg = make_train_cfg("ckpt_path=last", output_dir=tmp_path / "run")
-    with pytest.raises(CheckpointError, match="found no checkpoints/last.ckpt under .*train a run first"):
+    with pytest.raises(
+        CheckpointError, match="found no checkpoints/last.ckpt under .*train a run first"
+    ):
         train(cfg)
 
 
 def test_checkpoint_of_another_class_count_is_refused(make_train_cfg, tmp_path: Path) -> None:
     train(make_train_cfg("trainer.max_epochs=1", "test=false", output_dir=tmp_path / "balanced"))
-    digits = write_emnist_fixture(tmp_path / "digits_data", split="digits", train_per_class=4, test_per_class=1)
+    digits = write_emnist_fixture(
+        tmp_path / "digits_data", split="digits", train_per_class=4, test_per_class=1
+    )
     ckpt = tmp_path / "balanced" / "checkpoints" / "last.ckpt"
-    cfg = make_train_cfg("data.split=digits", f"ckpt_path={ckpt}", data_dir=digits, output_dir=tmp_path / "r")
+    cfg = make_train_cfg(
+        "data.split=digits", f"ckpt_path={ckpt}", data_dir=digits, output_dir=tmp_path / "r"
+    )
     with pytest.raises(CheckpointError, match="trained on 47 classes but data.split has 10"):
         train(cfg)
 
@@ -131,15 +143,28 @@ def test_a_file_that_is_not_a_checkpoint_is_refused(make_train_cfg, tmp_path: Pa
 
 
 def _train_cli(*overrides: str, **kwargs) -> list[str]:
-    return [sys.executable, "train.py", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
-            "++callbacks.progress_bar=null", *overrides]
+    return [
+        sys.executable,
+        "train.py",
+        "trainer.accelerator=cpu",
+        "trainer.enable_progress_bar=false",
+        "++callbacks.progress_bar=null",
+        *overrides,
+    ]
 
 
 def test_train_py_command_line_trains_tests_and_reports(tiny_emnist: Path, tmp_path: Path) -> None:
     result = subprocess.run(
-        _train_cli(f"data.data_dir={tiny_emnist}", "data.download=false", "trainer.max_epochs=1",
-                   f"paths.log_dir={tmp_path}"),
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        _train_cli(
+            f"data.data_dir={tiny_emnist}",
+            "data.download=false",
+            "trainer.max_epochs=1",
+            f"paths.log_dir={tmp_path}",
+        ),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     output = result.stdout + result.stderr
@@ -153,11 +178,18 @@ def test_train_py_command_line_trains_tests_and_reports(tiny_emnist: Path, tmp_p
 
 def test_kill_9_mid_training_leaves_a_loadable_last_checkpoint_that_resumes(tmp_path: Path) -> None:
     data = write_emnist_fixture(tmp_path / "data", train_per_class=60, test_per_class=2)
-    common = [f"data.data_dir={data}", "data.download=false", "data.batch_size=8",
-              f"paths.log_dir={tmp_path / 'logs'}", "test=false"]
+    common = [
+        f"data.data_dir={data}",
+        "data.download=false",
+        "data.batch_size=8",
+        f"paths.log_dir={tmp_path / 'logs'}",
+        "test=false",
+    ]
     process = subprocess.Popen(
         _train_cli(*common, "trainer.max_epochs=50"),
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     runs = tmp_path / "logs" / "train" / "runs"
     try:
@@ -176,7 +208,10 @@ def test_kill_9_mid_training_leaves_a_loadable_last_checkpoint_that_resumes(tmp_
 
     result = subprocess.run(
         _train_cli(*common, f"trainer.max_epochs={killed_at['epoch'] + 2}", "ckpt_path=last"),
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     resumed = torch.load(last, weights_only=True)

@@ -17,7 +17,9 @@ CLASS_MAPPING_NAME = "class_mapping.json"
 
 def newest_last_checkpoint(runs_dir: str | Path) -> Path:
     """The most recently written `last.ckpt` below `runs_dir` (what `ckpt_path=last` means)."""
-    candidates = sorted(Path(runs_dir).glob("**/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    candidates = sorted(
+        Path(runs_dir).glob("**/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime
+    )
     if not candidates:
         raise CheckpointError(
             f"ckpt_path=last found no checkpoints/last.ckpt under {runs_dir}: train a run first "
@@ -34,7 +36,9 @@ def resolve_ckpt_path(ckpt_path: str | None, runs_dir: str | Path) -> Path | Non
         return newest_last_checkpoint(runs_dir)
     path = Path(ckpt_path).expanduser()
     if not path.is_file():
-        raise CheckpointError(f"ckpt_path={ckpt_path} does not exist: pass a .ckpt file or ckpt_path=last")
+        raise CheckpointError(
+            f"ckpt_path={ckpt_path} does not exist: pass a .ckpt file or ckpt_path=last"
+        )
     return path
 
 
@@ -44,9 +48,13 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path} is not a readable checkpoint ({first_line}): pass a .ckpt written by train.py") from None
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint ({first_line}): pass a .ckpt written by train.py"
+        ) from None
     if not isinstance(checkpoint, dict) or "hyper_parameters" not in checkpoint:
-        raise CheckpointError(f"{path} is not a Lightning checkpoint of this project: pass a .ckpt written by train.py")
+        raise CheckpointError(
+            f"{path} is not a Lightning checkpoint of this project: pass a .ckpt written by train.py"
+        )
     return checkpoint
 
 
@@ -60,10 +68,14 @@ def check_compatible(checkpoint: dict[str, Any], path: str | Path, class_names: 
         )
 
 
-def load_for_inference(path: str | Path, map_location: str | torch.device = "cpu") -> CharacterClassifier:
+def load_for_inference(
+    path: str | Path, map_location: str | torch.device = "cpu"
+) -> CharacterClassifier:
     """A ready-to-predict model from a checkpoint alone (no datamodule, no training config)."""
     read_checkpoint(path)
-    model = CharacterClassifier.load_from_checkpoint(path, map_location=map_location, weights_only=True)
+    model = CharacterClassifier.load_from_checkpoint(
+        path, map_location=map_location, weights_only=True
+    )
     return model.eval()
 
 

@@ -35,7 +35,9 @@ def _torchvision_emnist(
     try:
         return EMNIST(str(data_dir), split=split, train=train, download=False, transform=transform)
     except (RuntimeError, ValueError) as exc:
-        raise DataFilesError(f"torchvision could not read EMNIST '{split}' in {raw_folder(data_dir)}: {exc}") from None
+        raise DataFilesError(
+            f"torchvision could not read EMNIST '{split}' in {raw_folder(data_dir)}: {exc}"
+        ) from None
 
 
 class InMemoryBatches(Dataset):
@@ -132,15 +134,24 @@ class EMNISTDataModule(L.LightningDataModule):
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
-    def _loader(self, train: bool, indices: torch.Tensor, shuffle: bool, batch_size: int) -> DataLoader:
+    def _loader(
+        self, train: bool, indices: torch.Tensor, shuffle: bool, batch_size: int
+    ) -> DataLoader:
         rank, world_size = self._rank_and_world()
         sampler = EpochSeededBatchSampler(
-            len(indices), batch_size, shuffle=shuffle, seed=self.seed, rank=rank, world_size=world_size
+            len(indices),
+            batch_size,
+            shuffle=shuffle,
+            seed=self.seed,
+            rank=rank,
+            world_size=world_size,
         )
         if self.in_memory:
             images, labels = self._train if train else self._test
             dataset = InMemoryBatches(images, labels, indices)
-            return DataLoader(dataset, batch_size=None, sampler=sampler, num_workers=self.num_workers)
+            return DataLoader(
+                dataset, batch_size=None, sampler=sampler, num_workers=self.num_workers
+            )
         per_sample = _torchvision_emnist(
             self.data_dir,
             self.split,

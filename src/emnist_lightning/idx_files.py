@@ -19,7 +19,10 @@ def raw_folder(data_dir: str | Path) -> Path:
 def expected_files(split: str, train: bool) -> tuple[str, str]:
     """Image and label file names for one split and stage, as torchvision names them."""
     stage = "train" if train else "test"
-    return (f"emnist-{split}-{stage}-images-idx3-ubyte", f"emnist-{split}-{stage}-labels-idx1-ubyte")
+    return (
+        f"emnist-{split}-{stage}-images-idx3-ubyte",
+        f"emnist-{split}-{stage}-labels-idx1-ubyte",
+    )
 
 
 def missing_files(data_dir: str | Path, split: str) -> list[Path]:

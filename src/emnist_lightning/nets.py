@@ -14,7 +14,9 @@ class SeedCNN(nn.Module):
     loss still trains but the doubled normalisation is pointless, so logits it is.
     """
 
-    def __init__(self, num_classes: int = 47, fc1_neurons: int = 196, dropout: float = 0.34) -> None:
+    def __init__(
+        self, num_classes: int = 47, fc1_neurons: int = 196, dropout: float = 0.34
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(1, 10, kernel_size=5)
         self.conv2 = nn.Conv2d(10, 20, kernel_size=5)

@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 from optuna_integration import PyTorchLightningPruningCallback
 
 from ..training import train
+from .presets import component_config
 from .storage import open_storage
 
 DEFAULT_STORAGE_NAME = "optuna.journal"
@@ -31,7 +32,8 @@ def current_trial(cfg: DictConfig) -> optuna.Trial | None:
     hydra_cfg = HydraConfig.get()
     sweeper = hydra_cfg.sweeper
     spec = storage_spec(sweeper.get("storage"), hydra_cfg.sweep.dir)
-    pruner = instantiate(sweeper.pruner) if sweeper.get("pruner") else optuna.pruners.NopPruner()
+    pruner_cfg = component_config(sweeper.get("pruner"), "pruner")
+    pruner = instantiate(pruner_cfg) if pruner_cfg else optuna.pruners.NopPruner()
     storage = open_storage(spec)
     study = optuna.load_study(study_name=sweeper.study_name, storage=storage, pruner=pruner)
     study_id = storage.get_study_id_from_name(sweeper.study_name)
@@ -42,6 +44,8 @@ def current_trial(cfg: DictConfig) -> optuna.Trial | None:
 def run_trial(cfg: DictConfig) -> float:
     """Train one trial, letting the pruner stop it after any epoch; return the objective."""
     trial = current_trial(cfg)
-    callbacks = [PyTorchLightningPruningCallback(trial, monitor=cfg.pruning_monitor)] if trial else []
+    callbacks = (
+        [PyTorchLightningPruningCallback(trial, monitor=cfg.pruning_monitor)] if trial else []
+    )
     metrics = train(cfg, extra_callbacks=callbacks)
     return metrics[cfg.objective]

@@ -42,7 +42,9 @@ def write_trials_csv(study: optuna.Study, path: Path) -> None:
     param_names = sorted({name for t in trials for name in t.params})
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["number", "state", "value", *param_names, "epochs", "duration_s", "worker"])
+        writer.writerow(
+            ["number", "state", "value", *param_names, "epochs", "duration_s", "worker"]
+        )
         for t in trials:
             duration = t.duration.total_seconds() if t.duration else ""
             writer.writerow(

@@ -29,14 +29,30 @@ def _distribution(override: Override) -> BaseDistribution:
         return FloatDistribution(float(value.start), float(value.end), log=log)
     if isinstance(value, RangeSweep):
         if value.shuffle or "log" in value.tags:
-            raise ConfigError(f"{key}: range() sweeps take no shuffle or log; use tag(log, interval(a, b))")
+            raise ConfigError(
+                f"{key}: range() sweeps take no shuffle or log; use tag(log, interval(a, b))"
+            )
         numbers = (value.start, value.stop, value.step)
         if all(isinstance(n, int) for n in numbers):
             last = value.start + ((value.stop - 1 - value.start) // value.step) * value.step
             return IntDistribution(value.start, last, step=value.step)
         steps = int((value.stop - value.start) / value.step - 1e-9)
         return FloatDistribution(value.start, value.start + steps * value.step, step=value.step)
-    raise ConfigError(f"{key}: unsupported sweep {override.input_line}; use interval, range or choice")
+    raise ConfigError(
+        f"{key}: unsupported sweep {override.input_line}; use interval, range or choice"
+    )
+
+
+def flatten_params(params: Mapping[str, Any] | None, prefix: str = "") -> dict[str, str]:
+    """`{"model": {"lr": "interval(...)"}}` and `{"model.lr": "interval(...)"}` -> dotted keys."""
+    flat: dict[str, str] = {}
+    for key, value in (params or {}).items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_params(value, prefix=f"{path}."))
+        elif value is not None:  # null drops a key from the space
+            flat[path] = str(value)
+    return flat
 
 
 def parse_search_space(
@@ -48,12 +64,15 @@ def parse_search_space(
     on the command line replaces the config's entry for it.
     """
     parser = OverridesParser.create()
-    from_config = parser.parse_overrides([f"{key}={value}" for key, value in (params or {}).items()])
+    flat = flatten_params(params)
+    from_config = parser.parse_overrides([f"{key}={value}" for key, value in flat.items()])
     from_command_line = parser.parse_overrides(list(arguments))
     space: dict[str, BaseDistribution] = {}
     for override in from_config:
         if not override.is_sweep_override():
-            raise ConfigError(f"hydra.sweeper.params.{override.get_key_element()} must be a sweep, e.g. interval(0.0, 0.8)")
+            raise ConfigError(
+                f"hydra.sweeper.params.{override.get_key_element()} must be a sweep, e.g. interval(0.0, 0.8)"
+            )
         space[override.get_key_element()] = _distribution(override)
     fixed: list[str] = []
     for override in from_command_line:

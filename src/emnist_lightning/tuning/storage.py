@@ -7,7 +7,6 @@ import fcntl
 from collections.abc import Iterator
 from pathlib import Path
 
-import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
@@ -56,4 +55,3 @@ def study_lock(spec: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-

@@ -57,7 +57,9 @@ def remaining_budget(study: optuna.Study, n_trials: int) -> int:
     return n_trials - len(study.get_trials(deepcopy=False, states=COUNTED_STATES))
 
 
-def sampler_for_trial(sampler_cfg: Mapping[str, Any] | None, trial_number: int) -> optuna.samplers.BaseSampler:
+def sampler_for_trial(
+    sampler_cfg: Mapping[str, Any] | None, trial_number: int
+) -> optuna.samplers.BaseSampler:
     """Build the sampler with its seed offset by the trial number.
 
     A fixed seed alone would make every worker (and every resumed run) draw the same

@@ -6,32 +6,11 @@ scans the hydra_plugins namespace.
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional  # noqa: UP035 (OmegaConf reads these)
+from typing import Any  # noqa: UP035 (OmegaConf reads these)
 
 from hydra.core.config_store import ConfigStore
 
-SAMPLERS: dict[str, dict[str, Any]] = {
-    "tpe": {"_target_": "optuna.samplers.TPESampler", "seed": None, "n_startup_trials": 5},
-    "random": {"_target_": "optuna.samplers.RandomSampler", "seed": None},
-    "cmaes": {"_target_": "optuna.samplers.CmaEsSampler", "seed": None, "n_startup_trials": 1},
-    "qmc": {"_target_": "optuna.samplers.QMCSampler", "seed": None, "qmc_type": "sobol", "scramble": True},
-}
-PRUNERS: dict[str, dict[str, Any] | None] = {
-    # Prune a trial whose epoch score is below the median of earlier trials at that epoch.
-    "median": {"_target_": "optuna.pruners.MedianPruner", "n_startup_trials": 3, "n_warmup_steps": 1},
-    "successive_halving": {
-        "_target_": "optuna.pruners.SuccessiveHalvingPruner",
-        "min_resource": 1,
-        "reduction_factor": 3,
-    },
-    "hyperband": {
-        "_target_": "optuna.pruners.HyperbandPruner",
-        "min_resource": 1,
-        "max_resource": "auto",
-        "reduction_factor": 3,
-    },
-    "none": {"_target_": "optuna.pruners.NopPruner"},
-}
+from emnist_lightning.tuning.presets import PRUNERS, SAMPLERS
 
 
 @dataclass
@@ -39,20 +18,23 @@ class PruningOptunaSweeperConf:
     _target_: str = "hydra_plugins.emnist_optuna_sweeper.sweeper.PruningOptunaSweeper"
     # The sweeper builds sampler and pruner itself (per trial), from their configs.
     _recursive_: bool = False
-    defaults: List[Any] = field(default_factory=lambda: ["_self_", {"sampler": "tpe"}, {"pruner": "median"}])
+    defaults: list[Any] = field(
+        default_factory=lambda: ["_self_", {"sampler": "tpe"}, {"pruner": "median"}]
+    )
     sampler: Any = None
     pruner: Any = None
     direction: str = "maximize"
     study_name: str = "emnist"
     # A journal file path, an RDB URL (sqlite:///..., postgresql://...), or null for
     # <sweep dir>/optuna.journal.
-    storage: Optional[str] = None
+    storage: str | None = None
     # The study's target total of finished-or-failed trials, over every run and worker.
     n_trials: int = 20
     # Trials asked and launched together (run in parallel by a parallel launcher).
     n_jobs: int = 1
-    # Search space in Hydra's sweep syntax: key: tag(log, interval(1e-5, 1e-1)), choice(...).
-    params: Optional[Dict[str, str]] = None
+    # Search space in Hydra's sweep syntax, nested like the task config (model: {lr: ...})
+    # or with dotted keys ("model.lr": ...): tag(log, interval(1e-5, 1e-1)), choice(...).
+    params: dict[str, Any] | None = None
     # Write Optuna's matplotlib plots after each batch of trials.
     plots: bool = True
     # Also write the best trial's config as <primary config dir>/experiment/tuned/<study_name>.yaml.
@@ -60,8 +42,17 @@ class PruningOptunaSweeperConf:
 
 
 config_store = ConfigStore.instance()
-config_store.store(group="hydra/sweeper", name="optuna_pruning", node=PruningOptunaSweeperConf, provider="emnist_optuna_sweeper")
+config_store.store(
+    group="hydra/sweeper",
+    name="optuna_pruning",
+    node=PruningOptunaSweeperConf,
+    provider="emnist_optuna_sweeper",
+)
 for name, node in SAMPLERS.items():
-    config_store.store(group="hydra/sweeper/sampler", name=name, node=node, provider="emnist_optuna_sweeper")
+    config_store.store(
+        group="hydra/sweeper/sampler", name=name, node=node, provider="emnist_optuna_sweeper"
+    )
 for name, node in PRUNERS.items():
-    config_store.store(group="hydra/sweeper/pruner", name=name, node=node, provider="emnist_optuna_sweeper")
+    config_store.store(
+        group="hydra/sweeper/pruner", name=name, node=node, provider="emnist_optuna_sweeper"
+    )

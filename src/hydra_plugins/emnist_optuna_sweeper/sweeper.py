@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 
 from emnist_lightning.tuning import results
 from emnist_lightning.tuning.objective import storage_spec
+from emnist_lightning.tuning.presets import component_config
 from emnist_lightning.tuning.search_space import parse_search_space
 from emnist_lightning.tuning.storage import open_storage, study_lock
 from emnist_lightning.tuning.study import (
@@ -47,8 +48,8 @@ class PruningOptunaSweeper(Sweeper):
         plots: bool = True,
         write_experiment: bool = True,
     ) -> None:
-        self.sampler_cfg = OmegaConf.to_container(sampler, resolve=True) if sampler else None
-        self.pruner_cfg = OmegaConf.to_container(pruner, resolve=True) if pruner else None
+        self.sampler_cfg = component_config(sampler, "sampler")
+        self.pruner_cfg = component_config(pruner, "pruner")
         self.direction = direction
         self.study_name = study_name
         self.storage = storage
@@ -58,7 +59,9 @@ class PruningOptunaSweeper(Sweeper):
         self.plots = plots
         self.write_experiment = write_experiment
 
-    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
         self.config = config
         self.hydra_context = hydra_context
         self.launcher = Plugins.instance().instantiate_launcher(
@@ -91,19 +94,28 @@ class PruningOptunaSweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> list[Any]:
         space, fixed = parse_search_space(self.params, arguments)
         if not space:
-            raise ValueError("no search space: set hydra.sweeper.params or pass key=interval(...) sweeps")
+            raise ValueError(
+                "no search space: set hydra.sweeper.params or pass key=interval(...) sweeps"
+            )
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         study = self._open_study()
         log.info(
             "Study '%s' in %s: %d trial(s) so far, target %d; searching %s",
-            self.study_name, self.storage_spec, len(study.trials), self.n_trials, ", ".join(space),
+            self.study_name,
+            self.storage_spec,
+            len(study.trials),
+            self.n_trials,
+            ", ".join(space),
         )
         all_returns: list[Any] = []
         while True:
             with study_lock(self.storage_spec):
                 fail_stale_trials(study)
                 budget = remaining_budget(study, self.n_trials)
-                batch = [ask_trial(study, space, self.sampler_cfg) for _ in range(min(self.n_jobs, budget))]
+                batch = [
+                    ask_trial(study, space, self.sampler_cfg)
+                    for _ in range(min(self.n_jobs, budget))
+                ]
             if not batch:
                 break
             overrides = [trial_overrides(trial, fixed) for trial in batch]
@@ -124,7 +136,11 @@ class PruningOptunaSweeper(Sweeper):
 
     def _report(self, study: optuna.Study, number: int, state: TrialState) -> None:
         frozen = study.get_trials(deepcopy=False)[number]
-        finished = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)))
+        finished = len(
+            study.get_trials(
+                deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+            )
+        )
         counts = results.state_counts(study)
         try:
             best = f"{study.best_value:.4f} (trial {study.best_trial.number})"
@@ -133,13 +149,25 @@ class PruningOptunaSweeper(Sweeper):
         value = "" if frozen.value is None else f" value={frozen.value:.4f}"
         log.info(
             "Trial %d/%d #%d %s%s epochs=%d | best %s | pruned %d, failed %d",
-            finished, self.n_trials, number, state.name, value, results.epochs_run(frozen),
-            best, counts.get("PRUNED", 0), counts.get("FAIL", 0),
+            finished,
+            self.n_trials,
+            number,
+            state.name,
+            value,
+            results.epochs_run(frozen),
+            best,
+            counts.get("PRUNED", 0),
+            counts.get("FAIL", 0),
         )
 
     def _write_results(self, study: optuna.Study, fixed: list[str], final: bool = False) -> None:
         experiment = results.write_all(
-            study, self.sweep_dir, self.storage_spec, fixed, self._experiment_dir(), plots=self.plots
+            study,
+            self.sweep_dir,
+            self.storage_spec,
+            fixed,
+            self._experiment_dir(),
+            plots=self.plots,
         )
         if final:
             log.info("Results in %s", self.sweep_dir)
@@ -147,5 +175,6 @@ class PruningOptunaSweeper(Sweeper):
                 extra = " ".join(["", *results.machine_overrides(fixed)])
                 log.info(
                     "Retrain the best trial at full length: python train.py experiment=tuned/%s%s",
-                    experiment.stem, extra,
+                    experiment.stem,
+                    extra,
                 )

@@ -1,0 +1,52 @@
+"""Named sampler and pruner configs: the choices of hydra/sweeper/sampler and .../pruner."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+SAMPLERS: dict[str, dict[str, Any]] = {
+    "tpe": {"_target_": "optuna.samplers.TPESampler", "seed": None, "n_startup_trials": 5},
+    "random": {"_target_": "optuna.samplers.RandomSampler", "seed": None},
+    "cmaes": {"_target_": "optuna.samplers.CmaEsSampler", "seed": None, "n_startup_trials": 1},
+    "qmc": {
+        "_target_": "optuna.samplers.QMCSampler",
+        "seed": None,
+        "qmc_type": "sobol",
+        "scramble": True,
+    },
+}
+PRUNERS: dict[str, dict[str, Any]] = {
+    # Prune a trial whose epoch score is below the median of earlier trials at that epoch.
+    "median": {
+        "_target_": "optuna.pruners.MedianPruner",
+        "n_startup_trials": 3,
+        "n_warmup_steps": 1,
+    },
+    "successive_halving": {
+        "_target_": "optuna.pruners.SuccessiveHalvingPruner",
+        "min_resource": 1,
+        "reduction_factor": 3,
+    },
+    "hyperband": {
+        "_target_": "optuna.pruners.HyperbandPruner",
+        "min_resource": 1,
+        "max_resource": "auto",
+        "reduction_factor": 3,
+    },
+    "none": {"_target_": "optuna.pruners.NopPruner"},
+}
+
+
+def component_config(value: Any, kind: str) -> dict[str, Any] | None:
+    """A sampler or pruner config as a plain dict; a bare name such as
+    `hydra.sweeper.pruner=none` means that preset."""
+    choices = SAMPLERS if kind == "sampler" else PRUNERS
+    if isinstance(value, str):
+        if value not in choices:
+            raise ValueError(f"unknown {kind} '{value}': use one of {', '.join(choices)}")
+        return dict(choices[value])
+    if isinstance(value, DictConfig):
+        return OmegaConf.to_container(value, resolve=True)
+    return dict(value) if value else None
