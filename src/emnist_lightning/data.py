@@ -129,6 +129,15 @@ class EMNISTDataModule(L.LightningDataModule):
         if stage in (None, "test", "predict") and self._test is None:
             self._test = load_split(self.data_dir, self.split, train=False)
 
+    def test_labels(self) -> torch.Tensor:
+        """Class indices of the whole official test split, in loader order."""
+        return self._test[1]
+
+    def train_class_counts(self) -> torch.Tensor:
+        """How many training images (validation excluded) each class has."""
+        labels = self._train[1][self.train_indices]
+        return torch.bincount(labels, minlength=self.num_classes)
+
     # -- loaders ---------------------------------------------------------------------------
     def _rank_and_world(self) -> tuple[int, int]:
         trainer = self.trainer

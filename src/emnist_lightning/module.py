@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
@@ -56,6 +58,8 @@ class CharacterClassifier(L.LightningModule):
         scheduler: Mapping[str, Any] | None = None,
         scheduler_interval: str = "epoch",
         label_smoothing: float = 0.0,
+        logit_adjust_tau: float = 0.0,
+        channels_last: bool = False,
         num_classes: int = 47,
         class_names: list[str] | None = None,
         input_mean: float = 0.1736,
@@ -70,6 +74,8 @@ class CharacterClassifier(L.LightningModule):
                 "scheduler": plain(scheduler),
                 "scheduler_interval": scheduler_interval,
                 "label_smoothing": float(label_smoothing),
+                "logit_adjust_tau": float(logit_adjust_tau),
+                "channels_last": bool(channels_last),
                 "num_classes": int(num_classes),
                 "class_names": list(class_names or [str(i) for i in range(num_classes)]),
                 "input_mean": float(input_mean),
@@ -77,10 +83,20 @@ class CharacterClassifier(L.LightningModule):
             }
         )
         self.net = instantiate(self.hparams.net, num_classes=num_classes)
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
         self.val_metrics = _metrics(num_classes, "val/")
         self.test_metrics = _metrics(num_classes, "test/")
         # Persistent, so the best validation accuracy survives a resume from checkpoint.
         self.register_buffer("best_val_acc", torch.tensor(0.0))
+        # log class frequencies of the training data, for the logit-adjusted loss.
+        self.register_buffer("log_prior", torch.full((num_classes,), -math.log(num_classes)))
+
+    def set_class_counts(self, counts: torch.Tensor) -> None:
+        """Record training class frequencies; the loss then adds tau * log(prior) to the
+        logits (Menon et al., 2021), so the plain logits fit a class-balanced test set."""
+        prior = counts.float().clamp_min(1) / counts.sum()
+        self.log_prior.copy_(prior.log())
 
     @property
     def class_names(self) -> list[str]:
@@ -88,9 +104,14 @@ class CharacterClassifier(L.LightningModule):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits for upright images with values in [0, 1], shape (B, 1, 28, 28)."""
-        return self.net((images - self.hparams.input_mean) / self.hparams.input_std)
+        images = (images - self.hparams.input_mean) / self.hparams.input_std
+        if self.hparams.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return self.net(images)
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.hparams.logit_adjust_tau:
+            logits = logits + self.hparams.logit_adjust_tau * self.log_prior
         return F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
 
     def training_step(
@@ -142,11 +163,24 @@ class CharacterClassifier(L.LightningModule):
         optimizer = instantiate(self.hparams.optimizer)(self.parameters(), lr=self.hparams.lr)
         if not self.hparams.scheduler:
             return optimizer
-        scheduler = instantiate(self.hparams.scheduler)(optimizer)
+        scheduler = instantiate(self.hparams.scheduler)(optimizer, **self._schedule_lengths())
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval},
         }
+
+    def _schedule_lengths(self) -> dict[str, Any]:
+        """Fill in the lengths a scheduler needs from the trainer (OneCycleLR's total_steps
+        and max_lr, cosine's T_max), unless the config sets them."""
+        config = self.hparams.scheduler
+        accepted = inspect.signature(get_class(config["_target_"])).parameters
+        per_step = self.hparams.scheduler_interval == "step"
+        candidates = {
+            "total_steps": self.trainer.estimated_stepping_batches,
+            "max_lr": self.hparams.lr,
+            "T_max": self.trainer.estimated_stepping_batches if per_step else self.trainer.max_epochs,
+        }
+        return {k: v for k, v in candidates.items() if k in accepted and config.get(k) is None}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # A human-readable summary of what inference needs (also in hyper_parameters).

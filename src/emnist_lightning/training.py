@@ -11,16 +11,19 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from .checkpoints import check_compatible, export_state_dict, read_checkpoint, resolve_ckpt_path
 from .data import EMNISTDataModule
 from .module import CharacterClassifier
+from .report import write_report
 from .validation import validate_config
 
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
+REPORT_DIR = "report"
 # The seed script's four figures, in its order, then the extra macro recall.
 REPORTED = ("test/loss", "test/acc", "test/f1", "test/precision", "test/recall")
 
@@ -45,6 +48,25 @@ def format_metrics_table(metrics: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def _metrics_csv(trainer: L.Trainer) -> Path | None:
+    for logger in trainer.loggers:
+        if isinstance(logger, CSVLogger):
+            return Path(logger.log_dir) / "metrics.csv"
+    return None
+
+
+def _write_test_report(
+    trainer: L.Trainer, model: CharacterClassifier, datamodule: EMNISTDataModule, out_dir: Path
+) -> None:
+    """Confusion matrix, per-class scores, top confusions and learning curves for the test set."""
+    probabilities = torch.cat(trainer.predict(model, datamodule=datamodule))
+    pairs = write_report(
+        probabilities.argmax(dim=1), datamodule.test_labels(), model.class_names, out_dir, _metrics_csv(trainer)
+    )
+    shown = ", ".join(f"{true}->{pred} ({count})" for true, pred, count in pairs)
+    log.info("Most confused (true->predicted, test images): %s", shown)
+
+
 def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dict[str, float]:
     """Train (or resume) the configured model; test the best checkpoint; return the metrics.
 
@@ -65,6 +87,10 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dic
         input_mean=datamodule.mean,
         input_std=datamodule.std,
     )
+    if model.hparams.logit_adjust_tau:
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        model.set_class_counts(datamodule.train_class_counts())
     callbacks: list[Callback] = _instantiate_all(cfg.get("callbacks")) + list(extra_callbacks or [])
     loggers = _instantiate_all(cfg.get("logger"))
 
@@ -89,6 +115,8 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dic
     if cfg.get("test"):
         results = trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None)
         metrics.update({k: float(v) for k, v in results[0].items()})
+        if trainer.world_size == 1:
+            _write_test_report(trainer, model, datamodule, output_dir / REPORT_DIR)
     elif best_path:
         model.load_state_dict(read_checkpoint(best_path)["state_dict"])
 

@@ -1,0 +1,19 @@
+"""Predict characters with a trained model: python predict.py images=my_drawings/ random_test=16"""
+
+import hydra
+from omegaconf import DictConfig
+
+from emnist_lightning.cli import exit_on_user_error
+from emnist_lightning.predicting import predict
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="predict")
+@exit_on_user_error
+def main(cfg: DictConfig) -> None:
+    summary = predict(cfg)
+    if summary["failed"]:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Evaluation report: confusion matrix, per-class scores, most-confused pairs, learning curves."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+import matplotlib
+import torch
+from torchmetrics.functional.classification import (
+    multiclass_confusion_matrix,
+    multiclass_f1_score,
+    multiclass_precision,
+    multiclass_recall,
+)
+
+matplotlib.use("Agg")  # files only; never open a window
+import matplotlib.pyplot as plt  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+CONFUSION_PNG = "confusion_matrix.png"
+CONFUSION_CSV = "confusion_matrix.csv"
+PER_CLASS_CSV = "per_class_metrics.csv"
+CONFUSED_PAIRS_CSV = "most_confused_pairs.csv"
+LEARNING_CURVES_PNG = "learning_curves.png"
+
+
+def most_confused_pairs(confusion: torch.Tensor, class_names: list[str], top: int = 10) -> list[tuple[str, str, int]]:
+    """(true, predicted, count) for the largest off-diagonal cells of a count matrix."""
+    off_diagonal = confusion.clone()
+    off_diagonal.fill_diagonal_(0)
+    counts, flat = off_diagonal.flatten().topk(min(top, off_diagonal.numel()))
+    n = confusion.shape[0]
+    return [
+        (class_names[int(i) // n], class_names[int(i) % n], int(c)) for c, i in zip(counts, flat, strict=True) if c > 0
+    ]
+
+
+def plot_confusion(confusion: torch.Tensor, class_names: list[str], path: Path) -> None:
+    """Row-normalised confusion matrix (each row: where one true class went)."""
+    rates = confusion.float() / confusion.sum(dim=1, keepdim=True).clamp_min(1)
+    size = max(6.0, 0.22 * len(class_names))
+    figure, axes = plt.subplots(figsize=(size, size))
+    image = axes.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
+    ticks = range(len(class_names))
+    axes.set_xticks(ticks, class_names, fontsize=7)
+    axes.set_yticks(ticks, class_names, fontsize=7)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title("Confusion matrix (rows normalised)")
+    figure.colorbar(image, fraction=0.046, pad=0.04)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def plot_learning_curves(metrics_csv: Path, path: Path) -> bool:
+    """Loss and accuracy per epoch from a CSVLogger file; False when it has no epochs yet."""
+    with metrics_csv.open() as f:
+        rows = list(csv.DictReader(f))
+    series: dict[str, dict[int, float]] = {}
+    for row in rows:
+        if not row.get("epoch"):
+            continue
+        for key in ("train/loss_epoch", "val/loss", "val/acc"):
+            if row.get(key):
+                series.setdefault(key, {})[int(row["epoch"])] = float(row[key])
+    if not series:
+        return False
+    figure, (loss_axes, acc_axes) = plt.subplots(1, 2, figsize=(10, 4))
+    for key, label in (("train/loss_epoch", "train loss"), ("val/loss", "validation loss")):
+        if key in series:
+            epochs = sorted(series[key])
+            loss_axes.plot([e + 1 for e in epochs], [series[key][e] for e in epochs], marker="o", label=label)
+    if "val/acc" in series:
+        epochs = sorted(series["val/acc"])
+        acc_axes.plot([e + 1 for e in epochs], [100 * series["val/acc"][e] for e in epochs], marker="o")
+    loss_axes.set(xlabel="epoch", ylabel="cross-entropy", title="Loss")
+    loss_axes.legend()
+    acc_axes.set(xlabel="epoch", ylabel="accuracy (%)", title="Validation accuracy")
+    for axes in (loss_axes, acc_axes):
+        axes.grid(True, alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return True
+
+
+def write_report(
+    predictions: torch.Tensor,
+    targets: torch.Tensor,
+    class_names: list[str],
+    out_dir: str | Path,
+    metrics_csv: Path | None = None,
+) -> list[tuple[str, str, int]]:
+    """Write every report file for predicted vs true class indices; returns the top confusions."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n = len(class_names)
+    confusion = multiclass_confusion_matrix(predictions, targets, n)
+    with (out_dir / CONFUSION_CSV).open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["true \\ predicted", *class_names])
+        writer.writerows([name, *row] for name, row in zip(class_names, confusion.tolist(), strict=True))
+    plot_confusion(confusion, class_names, out_dir / CONFUSION_PNG)
+
+    scores = {
+        "precision": multiclass_precision(predictions, targets, n, average=None),
+        "recall": multiclass_recall(predictions, targets, n, average=None),
+        "f1": multiclass_f1_score(predictions, targets, n, average=None),
+    }
+    support = torch.bincount(targets, minlength=n)
+    with (out_dir / PER_CLASS_CSV).open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["class", "character", "precision", "recall", "f1", "support"])
+        for i, name in enumerate(class_names):
+            writer.writerow([i, name, *(f"{float(scores[k][i]):.4f}" for k in scores), int(support[i])])
+
+    pairs = most_confused_pairs(confusion, class_names)
+    with (out_dir / CONFUSED_PAIRS_CSV).open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["true", "predicted", "count"])
+        writer.writerows(pairs)
+    if metrics_csv is not None and metrics_csv.is_file():
+        plot_learning_curves(metrics_csv, out_dir / LEARNING_CURVES_PNG)
+    return pairs
