@@ -163,7 +163,11 @@ def report(results: list[dict], out: Path, command: str) -> str:
                 continue
             speed = r["images_seen"] / r["train_seconds"] / seed_speed
             reach = time_to_reach(r["curve"], target)
-            ratio = f"{seed['train_seconds'] / reach:.1f}x faster" if reach else "not reached"
+            ratio = (
+                f"after {reach:,.0f} s, 1/{seed['train_seconds'] / reach:.1f} of the seed recipe's {seed['train_seconds']:,.0f} s"
+                if reach
+                else "not reached"
+            )
             lines.append(f"- {r['label']}: {speed:.1f}x the seed recipe's training throughput; "
                          f"reaches its final test accuracy ({100 * target:.2f}%): {ratio}")
     text = "\n".join(lines) + "\n"

@@ -10,7 +10,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -93,6 +93,8 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dic
         model.set_class_counts(datamodule.train_class_counts())
     callbacks: list[Callback] = _instantiate_all(cfg.get("callbacks")) + list(extra_callbacks or [])
     loggers = _instantiate_all(cfg.get("logger"))
+    if not loggers:  # logger=none: nothing for a learning-rate monitor to log to
+        callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
 
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.runs_dir)
