@@ -21,7 +21,9 @@ FORMATS = ("onnx", "state_dict")
 def main(cfg: DictConfig) -> None:
     unknown = set(cfg.formats) - set(FORMATS)
     if unknown:
-        raise ConfigError(f"formats={list(cfg.formats)} has unknown {sorted(unknown)}: use any of {list(FORMATS)}")
+        raise ConfigError(
+            f"formats={list(cfg.formats)} has unknown {sorted(unknown)}: use any of {list(FORMATS)}"
+        )
     checkpoint = resolve_model_path(str(cfg.ckpt_path), cfg.train_runs_dir)
     model = load_for_inference(checkpoint)
     out_dir = Path(cfg.paths.output_dir)

@@ -34,7 +34,9 @@ def _peak_rss_mb() -> float:
     return (own + workers) / 1024  # ru_maxrss is in KiB on Linux
 
 
-def _macro_figures(predictions: torch.Tensor, targets: torch.Tensor, num_classes: int) -> dict[str, float]:
+def _macro_figures(
+    predictions: torch.Tensor, targets: torch.Tensor, num_classes: int
+) -> dict[str, float]:
     from torchmetrics.functional.classification import (
         multiclass_accuracy,
         multiclass_f1_score,
@@ -44,7 +46,9 @@ def _macro_figures(predictions: torch.Tensor, targets: torch.Tensor, num_classes
     return {
         "acc": float(multiclass_accuracy(predictions, targets, num_classes, average="micro")),
         "f1": float(multiclass_f1_score(predictions, targets, num_classes, average="macro")),
-        "precision": float(multiclass_precision(predictions, targets, num_classes, average="macro")),
+        "precision": float(
+            multiclass_precision(predictions, targets, num_classes, average="macro")
+        ),
     }
 
 
@@ -97,29 +101,54 @@ def run_ours(args: argparse.Namespace, overrides: list[str]) -> dict:
             pl_module.eval()
             with torch.inference_mode():
                 predictions = torch.cat(
-                    [pl_module(chunk.to(pl_module.device).float().div(255)).argmax(1).cpu()
-                     for chunk in images.split(2048)]
+                    [
+                        pl_module(chunk.to(pl_module.device).float().div(255)).argmax(1).cpu()
+                        for chunk in images.split(2048)
+                    ]
                 )
             pl_module.train(was_training)
             acc = float((predictions == labels).float().mean())
-            self.curve.append({"epoch": trainer.current_epoch + 1, "train_seconds": self.seconds, "test_acc": acc})
-            print(f"epoch {trainer.current_epoch + 1}: {self.seconds:.0f}s test acc {acc:.4f}", flush=True)
+            self.curve.append(
+                {"epoch": trainer.current_epoch + 1, "train_seconds": self.seconds, "test_acc": acc}
+            )
+            print(
+                f"epoch {trainer.current_epoch + 1}: {self.seconds:.0f}s test acc {acc:.4f}",
+                flush=True,
+            )
 
     accelerator = "gpu" if args.device.startswith("cuda") else "cpu"
     extra = [f"trainer.max_epochs={args.ours_epochs}"] if args.ours_epochs else []
     with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
-        cfg = compose("train", overrides=[
-            *overrides, *extra, f"data.data_dir={args.data_dir}", "data.download=false",
-            f"trainer.accelerator={accelerator}", "trainer.devices=1", "trainer.enable_progress_bar=false",
-            "++callbacks.progress_bar=null", "logger=none",
-        ])
+        cfg = compose(
+            "train",
+            overrides=[
+                *overrides,
+                *extra,
+                f"data.data_dir={args.data_dir}",
+                "data.download=false",
+                f"trainer.accelerator={accelerator}",
+                "trainer.devices=1",
+                "trainer.enable_progress_bar=false",
+                "++callbacks.progress_bar=null",
+                "logger=none",
+            ],
+        )
     with open_dict(cfg):
         cfg.paths.output_dir = str(Path(args.out) / "runs" / args.child)
         cfg.paths.log_dir = str(Path(args.out) / "runs")
     curve = TestCurve()
     metrics = train(cfg, extra_callbacks=[curve])
-    final = {"acc": metrics["test/acc"], "f1": metrics["test/f1"], "precision": metrics["test/precision"]}
-    return {"train_seconds": curve.seconds, "images_seen": curve.images, "curve": curve.curve, "final": final}
+    final = {
+        "acc": metrics["test/acc"],
+        "f1": metrics["test/f1"],
+        "precision": metrics["test/precision"],
+    }
+    return {
+        "train_seconds": curve.seconds,
+        "images_seen": curve.images,
+        "curve": curve.curve,
+        "final": final,
+    }
 
 
 def time_to_reach(curve: list[dict], target: float) -> float | None:
@@ -168,8 +197,10 @@ def report(results: list[dict], out: Path, command: str) -> str:
                 if reach
                 else "not reached"
             )
-            lines.append(f"- {r['label']}: {speed:.1f}x the seed recipe's training throughput; "
-                         f"reaches its final test accuracy ({100 * target:.2f}%): {ratio}")
+            lines.append(
+                f"- {r['label']}: {speed:.1f}x the seed recipe's training throughput; "
+                f"reaches its final test accuracy ({100 * target:.2f}%): {ratio}"
+            )
     text = "\n".join(lines) + "\n"
     (out / "results.md").write_text(text)
     (out / "results.json").write_text(json.dumps(results, indent=2))
@@ -189,7 +220,13 @@ def _plot(results: list[dict], target: float | None, path: Path) -> None:
         ys = [100 * p["test_acc"] for p in r["curve"]]
         axes.plot(xs, ys, marker="o", markersize=3, label=r["label"])
     if target is not None:
-        axes.axhline(100 * target, color="grey", linestyle="--", linewidth=1, label="seed recipe's final accuracy")
+        axes.axhline(
+            100 * target,
+            color="grey",
+            linestyle="--",
+            linewidth=1,
+            label="seed recipe's final accuracy",
+        )
     axes.set_xscale("log")
     axes.set_xlabel("training time (s, log scale)")
     axes.set_ylabel("test accuracy (%)")
@@ -202,11 +239,22 @@ def _plot(results: list[dict], target: float | None, path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default="../shared/data/emnist-proxy", help="folder holding EMNIST/raw")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data-dir", default="../shared/data/emnist-proxy", help="folder holding EMNIST/raw"
+    )
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
-    parser.add_argument("--seed-epochs", type=int, default=15, help="epochs of the faithful seed recipe")
-    parser.add_argument("--ours-epochs", type=int, default=None, help="override every recipe of ours (default: each recipe's own)")
+    parser.add_argument(
+        "--seed-epochs", type=int, default=15, help="epochs of the faithful seed recipe"
+    )
+    parser.add_argument(
+        "--ours-epochs",
+        type=int,
+        default=None,
+        help="override every recipe of ours (default: each recipe's own)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--out", default="benchmarks/results", help="where results go")
     parser.add_argument("--child", choices=list(RECIPES), help=argparse.SUPPRESS)
@@ -221,7 +269,11 @@ def main() -> None:
         print(f"== {RECIPES[recipe]['label']}", flush=True)
         subprocess.run(command, check=True)
         results.append(json.loads(Path(args.out, f"{recipe}.json").read_text()))
-    print(report(results, Path(args.out), "python benchmarks/run_benchmark.py " + " ".join(sys.argv[1:])))
+    print(
+        report(
+            results, Path(args.out), "python benchmarks/run_benchmark.py " + " ".join(sys.argv[1:])
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -44,8 +44,12 @@ class SeedNet(nn.Module):
 
 def loaders(data_dir: str) -> tuple[DataLoader, DataLoader]:
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
-    train = datasets.EMNIST(data_dir, split="balanced", train=True, download=False, transform=transform)
-    test = datasets.EMNIST(data_dir, split="balanced", train=False, download=False, transform=transform)
+    train = datasets.EMNIST(
+        data_dir, split="balanced", train=True, download=False, transform=transform
+    )
+    test = datasets.EMNIST(
+        data_dir, split="balanced", train=False, download=False, transform=transform
+    )
     workers = os.cpu_count() or 1
     return (
         DataLoader(train, batch_size=BATCH_SIZE, shuffle=True, num_workers=workers),
@@ -54,7 +58,9 @@ def loaders(data_dir: str) -> tuple[DataLoader, DataLoader]:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(
+    model: nn.Module, loader: DataLoader, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     model.eval()
     predictions, targets = [], []
     for images, labels in loader:

@@ -62,7 +62,9 @@ def test_checkpoint_loads_weights_only_and_predicts_without_datamodule(
 
 
 def test_training_without_a_logger_still_checkpoints(make_train_cfg, tmp_path: Path) -> None:
-    metrics = train(make_train_cfg("logger=none", "trainer.max_epochs=1", output_dir=tmp_path / "run"))
+    metrics = train(
+        make_train_cfg("logger=none", "trainer.max_epochs=1", output_dir=tmp_path / "run")
+    )
     assert metrics["epochs"] == 1
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
     assert not (tmp_path / "run" / "csv").exists()

@@ -16,9 +16,7 @@ from torchmetrics.functional.classification import (
 )
 
 from .data import load_split
-from .errors import CheckpointError
-from .inference import load_predictor, resolve_model_path
-from .labels import split_info
+from .inference import check_split_matches, load_predictor, resolve_model_path
 from .report import write_report
 from .training import METRICS_FILE, format_metrics_table
 
@@ -29,17 +27,15 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Score a model on the official test split and write the evaluation report."""
     model_path = resolve_model_path(str(cfg.ckpt_path), cfg.train_runs_dir)
     predictor = load_predictor(model_path)
-    info = split_info(cfg.split)
-    if list(info.characters) != list(predictor.class_names):
-        raise CheckpointError(
-            f"{model_path} has {len(predictor.class_names)} classes but split '{cfg.split}' has "
-            f"{info.num_classes}: set split= to the split it was trained on"
-        )
+    check_split_matches(predictor.class_names, cfg.split)
     images, labels = load_split(cfg.data_dir, cfg.split, train=False)
     predictions = torch.cat(
-        [predictor.probabilities(chunk.float().div(255)).argmax(dim=1) for chunk in images.split(cfg.batch_size)]
+        [
+            predictor.probabilities(chunk.float().div(255)).argmax(dim=1)
+            for chunk in images.split(cfg.batch_size)
+        ]
     )
-    n = info.num_classes
+    n = len(predictor.class_names)
     metrics = {
         "test/acc": float(multiclass_accuracy(predictions, labels, n, average="micro")),
         "test/f1": float(multiclass_f1_score(predictions, labels, n, average="macro")),
@@ -52,6 +48,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     pairs = write_report(predictions, labels, predictor.class_names, out_dir, metrics_csv)
     (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
     log.info("Model: %s\n%s", model_path, format_metrics_table(metrics))
-    log.info("Most confused (true->predicted): %s", ", ".join(f"{t}->{p} ({c})" for t, p, c in pairs))
+    log.info(
+        "Most confused (true->predicted): %s", ", ".join(f"{t}->{p} ({c})" for t, p, c in pairs)
+    )
     log.info("Report in %s", out_dir)
     return metrics

@@ -34,7 +34,9 @@ def export_onnx(model: CharacterClassifier, path: str | Path) -> Path:
         raise UserError("ONNX export needs the onnx extra: pip install -e '.[onnx]'") from None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    wrapped = NormalizedNet(model.net, model.hparams.input_mean, model.hparams.input_std).cpu().eval()
+    wrapped = (
+        NormalizedNet(model.net, model.hparams.input_mean, model.hparams.input_std).cpu().eval()
+    )
     batch = torch.export.Dim("batch", min=1, max=65536)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

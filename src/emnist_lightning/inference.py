@@ -10,8 +10,14 @@ from typing import Protocol
 import torch
 from hydra.utils import instantiate
 
-from .checkpoints import CLASS_MAPPING_NAME, load_for_inference, newest_last_checkpoint, read_checkpoint
+from .checkpoints import (
+    CLASS_MAPPING_NAME,
+    load_for_inference,
+    newest_last_checkpoint,
+    read_checkpoint,
+)
 from .errors import CheckpointError
+from .labels import split_info
 
 
 class Predictor(Protocol):
@@ -42,11 +48,17 @@ class OnnxPredictor:
         try:
             import onnxruntime
         except ImportError:
-            raise CheckpointError("running .onnx models needs onnxruntime: pip install -e '.[onnx]'") from None
+            raise CheckpointError(
+                "running .onnx models needs onnxruntime: pip install -e '.[onnx]'"
+            ) from None
         try:
-            self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            self.session = onnxruntime.InferenceSession(
+                str(path), providers=["CPUExecutionProvider"]
+            )
         except Exception as exc:
-            raise CheckpointError(f"{path} is not a readable ONNX model ({type(exc).__name__})") from None
+            raise CheckpointError(
+                f"{path} is not a readable ONNX model ({type(exc).__name__})"
+            ) from None
         metadata = self.session.get_modelmeta().custom_metadata_map
         if "class_names" not in metadata:
             raise CheckpointError(f"{path} has no class_names metadata: export it with export.py")
@@ -56,6 +68,16 @@ class OnnxPredictor:
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         (logits,) = self.session.run(None, {self.input_name: images.numpy().astype("float32")})
         return torch.from_numpy(logits).softmax(dim=1)
+
+
+def check_split_matches(class_names: list[str], split: str) -> None:
+    """Refuse to score a model on a split whose classes it was not trained for."""
+    info = split_info(split)
+    if list(info.characters) != list(class_names):
+        raise CheckpointError(
+            f"the model has {len(class_names)} classes but split '{split}' has "
+            f"{info.num_classes}: set split= to the split it was trained on"
+        )
 
 
 def best_checkpoint_of_newest_run(runs_dir: str | Path) -> Path:
@@ -76,14 +98,18 @@ def resolve_model_path(spec: str, runs_dir: str | Path) -> Path:
         return newest_last_checkpoint(runs_dir)
     path = Path(spec).expanduser()
     if not path.is_file():
-        raise CheckpointError(f"ckpt_path={spec} does not exist: pass a .ckpt/.onnx/.torch file, best or last")
+        raise CheckpointError(
+            f"ckpt_path={spec} does not exist: pass a .ckpt/.onnx/.torch file, best or last"
+        )
     return path
 
 
 def _from_state_dict(path: Path) -> TorchPredictor:
     mapping_path = path.with_name(CLASS_MAPPING_NAME)
     if not mapping_path.is_file():
-        raise CheckpointError(f"{path} needs {CLASS_MAPPING_NAME} beside it (written with it by train.py)")
+        raise CheckpointError(
+            f"{path} needs {CLASS_MAPPING_NAME} beside it (written with it by train.py)"
+        )
     mapping = json.loads(mapping_path.read_text())
     class_names = mapping["class_names"]
     net = instantiate(mapping["net"], num_classes=len(class_names))
@@ -92,9 +118,13 @@ def _from_state_dict(path: Path) -> TorchPredictor:
         net.load_state_dict(state_dict)
     except RuntimeError as exc:
         detail = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"{path} does not fit {mapping_path.name} ({detail}): use the pair written together") from None
+        raise CheckpointError(
+            f"{path} does not fit {mapping_path.name} ({detail}): use the pair written together"
+        ) from None
     except Exception as exc:
-        raise CheckpointError(f"{path} is not a readable state_dict ({type(exc).__name__})") from None
+        raise CheckpointError(
+            f"{path} is not a readable state_dict ({type(exc).__name__})"
+        ) from None
     return TorchPredictor(net.eval(), class_names, mapping["input_mean"], mapping["input_std"])
 
 
@@ -105,4 +135,6 @@ def load_predictor(path: Path) -> Predictor:
     if path.suffix in (".torch", ".pt", ".pth"):
         return _from_state_dict(path)
     model = load_for_inference(path)
-    return TorchPredictor(model.net, model.class_names, model.hparams.input_mean, model.hparams.input_std)
+    return TorchPredictor(
+        model.net, model.class_names, model.hparams.input_mean, model.hparams.input_std
+    )

@@ -178,7 +178,9 @@ class CharacterClassifier(L.LightningModule):
         candidates = {
             "total_steps": self.trainer.estimated_stepping_batches,
             "max_lr": self.hparams.lr,
-            "T_max": self.trainer.estimated_stepping_batches if per_step else self.trainer.max_epochs,
+            "T_max": self.trainer.estimated_stepping_batches
+            if per_step
+            else self.trainer.max_epochs,
         }
         return {k: v for k, v in candidates.items() if k in accepted and config.get(k) is None}
 

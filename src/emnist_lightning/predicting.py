@@ -13,9 +13,8 @@ import torch
 from omegaconf import DictConfig
 
 from .data import load_split
-from .errors import CheckpointError, UserError
-from .inference import Predictor, load_predictor, resolve_model_path
-from .labels import split_info
+from .errors import UserError
+from .inference import Predictor, check_split_matches, load_predictor, resolve_model_path
 from .preprocess import expand_image_paths, load_character
 
 matplotlib.use("Agg")  # files only; never open a window
@@ -28,7 +27,9 @@ RANDOM_TEST_PNG = "random_test.png"
 RANDOM_TEST_CSV = "random_test.csv"
 
 
-def top_k(probabilities: torch.Tensor, class_names: list[str], k: int) -> list[list[tuple[str, float]]]:
+def top_k(
+    probabilities: torch.Tensor, class_names: list[str], k: int
+) -> list[list[tuple[str, float]]]:
     """Per image, the k most probable characters with their probabilities."""
     values, indices = probabilities.topk(min(k, probabilities.shape[1]), dim=1)
     return [
@@ -37,7 +38,9 @@ def top_k(probabilities: torch.Tensor, class_names: list[str], k: int) -> list[l
     ]
 
 
-def predict_files(predictor: Predictor, entries: list[str], k: int, out_csv: Path) -> dict[str, int]:
+def predict_files(
+    predictor: Predictor, entries: list[str], k: int, out_csv: Path
+) -> dict[str, int]:
     """Predict every readable image; one error line per unusable file. Writes a CSV of both."""
     paths = expand_image_paths(entries)
     rows: list[dict[str, Any]] = []
@@ -54,7 +57,11 @@ def predict_files(predictor: Predictor, entries: list[str], k: int, out_csv: Pat
         for path, best in zip(kept, ranked, strict=True):
             others = ", ".join(f"{c} {p:.1%}" for c, p in best)
             print(f"{path}: '{best[0][0]}' {best[0][1]:.1%}  (top-{len(best)}: {others})")
-            row: dict[str, Any] = {"file": str(path), "prediction": best[0][0], "probability": f"{best[0][1]:.4f}"}
+            row: dict[str, Any] = {
+                "file": str(path),
+                "prediction": best[0][0],
+                "probability": f"{best[0][1]:.4f}",
+            }
             for rank, (char, prob) in enumerate(best, start=1):
                 row[f"top{rank}"] = char
                 row[f"top{rank}_probability"] = f"{prob:.4f}"
@@ -79,7 +86,11 @@ def plot_grid(images: torch.Tensor, predicted: list[str], actual: list[str], pat
     for axes, image, pred, true in zip(axes_grid.flat, images, predicted, actual, strict=False):
         axes.imshow(image.squeeze(0).numpy(), cmap="gray", vmin=0, vmax=1)
         wrong = pred != true
-        axes.set_title(f"{pred} / {true}" + (" x" if wrong else ""), color="red" if wrong else "black", fontsize=10)
+        axes.set_title(
+            f"{pred} / {true}" + (" x" if wrong else ""),
+            color="red" if wrong else "black",
+            fontsize=10,
+        )
     figure.suptitle("pred / true (red: mistake)", fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
@@ -88,12 +99,7 @@ def plot_grid(images: torch.Tensor, predicted: list[str], actual: list[str], pat
 
 def predict_random_test(predictor: Predictor, cfg: DictConfig, out_dir: Path) -> dict[str, int]:
     """The seed's predict_images(), done properly: seeded sample, printed, saved as a grid."""
-    info = split_info(cfg.split)
-    if list(info.characters) != list(predictor.class_names):
-        raise CheckpointError(
-            f"the model has {len(predictor.class_names)} classes but split '{cfg.split}' has "
-            f"{info.num_classes}: set split= to the split it was trained on"
-        )
+    check_split_matches(predictor.class_names, cfg.split)
     images, labels = load_split(cfg.data_dir, cfg.split, train=False)
     generator = torch.Generator().manual_seed(cfg.seed)
     chosen = torch.randperm(len(labels), generator=generator)[: cfg.random_test]
@@ -106,7 +112,9 @@ def predict_random_test(predictor: Predictor, cfg: DictConfig, out_dir: Path) ->
         writer.writerow(["test_index", "predicted", "actual", "correct"])
         for index, pred, true in zip(chosen.tolist(), predicted, actual, strict=True):
             writer.writerow([index, pred, true, pred == true])
-            print(f"test image {index:>6}: predicted '{pred}', actual '{true}'{'' if pred == true else '  <- wrong'}")
+            print(
+                f"test image {index:>6}: predicted '{pred}', actual '{true}'{'' if pred == true else '  <- wrong'}"
+            )
     correct = sum(p == t for p, t in zip(predicted, actual, strict=True))
     print(f"{correct}/{len(actual)} correct")
     plot_grid(batch, predicted, actual, out_dir / RANDOM_TEST_PNG)
@@ -116,7 +124,9 @@ def predict_random_test(predictor: Predictor, cfg: DictConfig, out_dir: Path) ->
 def predict(cfg: DictConfig) -> dict[str, int]:
     """Load the model once, then run whichever of `images` and `random_test` are asked for."""
     if not cfg.images and not cfg.random_test:
-        raise UserError("nothing to predict: pass images=<file or folder>[,...] and/or random_test=N")
+        raise UserError(
+            "nothing to predict: pass images=<file or folder>[,...] and/or random_test=N"
+        )
     model_path = resolve_model_path(str(cfg.ckpt_path), cfg.train_runs_dir)
     predictor = load_predictor(model_path)
     log.info("Model: %s (%d classes)", model_path, len(predictor.class_names))

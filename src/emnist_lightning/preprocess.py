@@ -43,13 +43,20 @@ def load_grayscale(path: str | Path) -> np.ndarray:
     except FileNotFoundError:
         raise ImageInputError(f"{path}: no such file") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise ImageInputError(f"{path}: not an image Pillow can read ({type(exc).__name__})") from None
+        raise ImageInputError(
+            f"{path}: not an image Pillow can read ({type(exc).__name__})"
+        ) from None
 
 
 def _border(pixels: np.ndarray) -> np.ndarray:
     band = max(1, min(pixels.shape) // 20)
     return np.concatenate(
-        [pixels[:band].ravel(), pixels[-band:].ravel(), pixels[:, :band].ravel(), pixels[:, -band:].ravel()]
+        [
+            pixels[:band].ravel(),
+            pixels[-band:].ravel(),
+            pixels[:, :band].ravel(),
+            pixels[:, -band:].ravel(),
+        ]
     )
 
 

@@ -27,14 +27,18 @@ CONFUSED_PAIRS_CSV = "most_confused_pairs.csv"
 LEARNING_CURVES_PNG = "learning_curves.png"
 
 
-def most_confused_pairs(confusion: torch.Tensor, class_names: list[str], top: int = 10) -> list[tuple[str, str, int]]:
+def most_confused_pairs(
+    confusion: torch.Tensor, class_names: list[str], top: int = 10
+) -> list[tuple[str, str, int]]:
     """(true, predicted, count) for the largest off-diagonal cells of a count matrix."""
     off_diagonal = confusion.clone()
     off_diagonal.fill_diagonal_(0)
     counts, flat = off_diagonal.flatten().topk(min(top, off_diagonal.numel()))
     n = confusion.shape[0]
     return [
-        (class_names[int(i) // n], class_names[int(i) % n], int(c)) for c, i in zip(counts, flat, strict=True) if c > 0
+        (class_names[int(i) // n], class_names[int(i) % n], int(c))
+        for c, i in zip(counts, flat, strict=True)
+        if c > 0
     ]
 
 
@@ -73,10 +77,14 @@ def plot_learning_curves(metrics_csv: Path, path: Path) -> bool:
     for key, label in (("train/loss_epoch", "train loss"), ("val/loss", "validation loss")):
         if key in series:
             epochs = sorted(series[key])
-            loss_axes.plot([e + 1 for e in epochs], [series[key][e] for e in epochs], marker="o", label=label)
+            loss_axes.plot(
+                [e + 1 for e in epochs], [series[key][e] for e in epochs], marker="o", label=label
+            )
     if "val/acc" in series:
         epochs = sorted(series["val/acc"])
-        acc_axes.plot([e + 1 for e in epochs], [100 * series["val/acc"][e] for e in epochs], marker="o")
+        acc_axes.plot(
+            [e + 1 for e in epochs], [100 * series["val/acc"][e] for e in epochs], marker="o"
+        )
     loss_axes.set(xlabel="epoch", ylabel="cross-entropy", title="Loss")
     loss_axes.legend()
     acc_axes.set(xlabel="epoch", ylabel="accuracy (%)", title="Validation accuracy")
@@ -103,7 +111,9 @@ def write_report(
     with (out_dir / CONFUSION_CSV).open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["true \\ predicted", *class_names])
-        writer.writerows([name, *row] for name, row in zip(class_names, confusion.tolist(), strict=True))
+        writer.writerows(
+            [name, *row] for name, row in zip(class_names, confusion.tolist(), strict=True)
+        )
     plot_confusion(confusion, class_names, out_dir / CONFUSION_PNG)
 
     scores = {
@@ -116,7 +126,9 @@ def write_report(
         writer = csv.writer(f)
         writer.writerow(["class", "character", "precision", "recall", "f1", "support"])
         for i, name in enumerate(class_names):
-            writer.writerow([i, name, *(f"{float(scores[k][i]):.4f}" for k in scores), int(support[i])])
+            writer.writerow(
+                [i, name, *(f"{float(scores[k][i]):.4f}" for k in scores), int(support[i])]
+            )
 
     pairs = most_confused_pairs(confusion, class_names)
     with (out_dir / CONFUSED_PAIRS_CSV).open("w", newline="") as f:

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from .checkpoints import check_compatible, export_state_dict, read_checkpoint, resolve_ckpt_path
 from .data import EMNISTDataModule
 from .module import CharacterClassifier
+from .precision import resolve_precision
 from .report import write_report
 from .validation import validate_config
 
@@ -61,10 +62,26 @@ def _write_test_report(
     """Confusion matrix, per-class scores, top confusions and learning curves for the test set."""
     probabilities = torch.cat(trainer.predict(model, datamodule=datamodule))
     pairs = write_report(
-        probabilities.argmax(dim=1), datamodule.test_labels(), model.class_names, out_dir, _metrics_csv(trainer)
+        probabilities.argmax(dim=1),
+        datamodule.test_labels(),
+        model.class_names,
+        out_dir,
+        _metrics_csv(trainer),
     )
     shown = ", ".join(f"{true}->{pred} ({count})" for true, pred, count in pairs)
     log.info("Most confused (true->predicted, test images): %s", shown)
+
+
+def build_trainer(
+    trainer_cfg: DictConfig, callbacks: list[Callback], loggers: list[Any]
+) -> L.Trainer:
+    """The configured Trainer, with `precision: auto` resolved for this machine."""
+    precision = resolve_precision(
+        trainer_cfg.get("precision"), str(trainer_cfg.get("accelerator", "auto"))
+    )
+    return instantiate(
+        trainer_cfg, callbacks=callbacks, logger=loggers or False, precision=precision
+    )
 
 
 def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dict[str, float]:
@@ -106,7 +123,7 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dic
             # Keep writing where the run started, so its best-k tracking carries on.
             checkpointing.dirpath = str(ckpt_path.parent)
 
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer = build_trainer(cfg.trainer, callbacks, loggers)
     output_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, output_dir / "config_resolved.yaml")
 

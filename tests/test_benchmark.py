@@ -1,0 +1,47 @@
+"""The benchmark script runs end to end in a tiny configuration on fixtures."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from emnist_fixtures import write_emnist_fixture
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_benchmark_runs_every_recipe_and_writes_table_and_plot(tmp_path: Path) -> None:
+    data = write_emnist_fixture(tmp_path / "data", train_per_class=8, test_per_class=2)
+    out = tmp_path / "results"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/run_benchmark.py",
+            "--data-dir",
+            str(data),
+            "--seed-epochs",
+            "2",
+            "--ours-epochs",
+            "1",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = (out / "results.md").read_text()
+    for label in ("seed recipe (faithful)", "experiment=seed_recipe", "default", "experiment=best"):
+        assert label in table
+    results = json.loads((out / "results.json").read_text())
+    assert [r["recipe"] for r in results] == ["seed", "ours_seed", "ours_default", "ours_best"]
+    seed = results[0]
+    assert len(seed["curve"]) == 2 and seed["images_seen"] == 2 * 47 * 8
+    for r in results[1:]:
+        assert (
+            len(r["curve"]) == 1 and r["images_seen"] == 47 * 8 - 47
+        )  # train split minus validation
+        assert 0 <= r["final"]["acc"] <= 1 and r["peak_rss_mb"] > 0
+    assert (out / "time_vs_accuracy.png").stat().st_size > 5_000
