@@ -24,9 +24,13 @@ def test_dark_on_light_and_light_on_dark_give_the_same_frame(tmp_path: Path) -> 
 
 
 def test_ink_is_cropped_centred_and_fills_24_of_28_pixels(tmp_path: Path) -> None:
-    small = load_character(render_character("T", tmp_path / "s.png", font_size=40, offset=(5, 5)))
+    small = load_character(
+        render_character("T", tmp_path / "s.png", font_size=40, offset=(5, 5), stroke=2)
+    )
     large = load_character(
-        render_character("T", tmp_path / "l.png", font_size=120, offset=(60, 2), canvas=(300, 200))
+        render_character(
+            "T", tmp_path / "l.png", font_size=120, offset=(60, 2), canvas=(300, 200), stroke=6
+        )
     )
     for frame in (small, large):
         rows = torch.nonzero(frame[0].amax(dim=1) > 0.3).flatten()
@@ -35,7 +39,8 @@ def test_ink_is_cropped_centred_and_fills_24_of_28_pixels(tmp_path: Path) -> Non
         centre_row = (rows[0] + rows[-1]) / 2
         centre_col = (cols[0] + cols[-1]) / 2
         assert abs(float(centre_row) - 13.5) <= 1.5 and abs(float(centre_col) - 13.5) <= 1.5
-    assert torch.allclose(small, large, atol=0.35)
+    # Same glyph at a third of the size, anywhere on the canvas: nearly the same input.
+    assert (small - large).abs().mean() < 0.05
 
 
 def test_image_stays_upright_never_transposed() -> None:
