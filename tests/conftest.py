@@ -23,14 +23,18 @@ def tiny_emnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_emnist_fixture(tmp_path_factory.mktemp("emnist"))
 
 
-@pytest.fixture
-def proxy_data_dir() -> Path:
+def require_proxy_data() -> Path:
     """The real EMNIST-47 proxy data; skips outside CI when absent, fails in CI."""
     if not (PROXY_DIR / "EMNIST" / "raw" / "emnist-balanced-train-images-idx3-ubyte").is_file():
         if os.environ.get("CI"):
             pytest.fail(f"EMNIST proxy data missing at {PROXY_DIR} (set EMNIST_PROXY_DIR)")
         pytest.skip(f"EMNIST proxy data not found at {PROXY_DIR} (set EMNIST_PROXY_DIR)")
     return PROXY_DIR
+
+
+@pytest.fixture
+def proxy_data_dir() -> Path:
+    return require_proxy_data()
 
 
 def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import PROXY_DIR, compose_config
+from conftest import PROXY_DIR, compose_config, require_proxy_data
 from PIL import Image
 from rendered_chars import render_character
 
@@ -29,8 +29,7 @@ LEGIBLE = "234567ABEFHKMNRTXYbdehnqrt"
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A batch-norm CNN trained 300 steps on the real proxy handwriting, tested, with its report."""
-    if not (PROXY_DIR / "EMNIST" / "raw").is_dir():
-        pytest.fail(f"EMNIST proxy data missing at {PROXY_DIR} (set EMNIST_PROXY_DIR)")
+    require_proxy_data()
     run = tmp_path_factory.mktemp("trained") / "run"
     cfg = compose_config(
         "train",
