@@ -15,6 +15,7 @@ from .checkpoints import (
     load_for_inference,
     newest_last_checkpoint,
     read_checkpoint,
+    resolve_ckpt_path,
 )
 from .errors import CheckpointError
 from .labels import split_info
@@ -94,13 +95,9 @@ def resolve_model_path(spec: str, runs_dir: str | Path) -> Path:
     """`best`, `last`, or a path to a .ckpt, .onnx or character_recognition.torch file."""
     if spec == "best":
         return best_checkpoint_of_newest_run(runs_dir)
-    if spec == "last":
-        return newest_last_checkpoint(runs_dir)
-    path = Path(spec).expanduser()
-    if not path.is_file():
-        raise CheckpointError(
-            f"ckpt_path={spec} does not exist: pass a .ckpt/.onnx/.torch file, best or last"
-        )
+    path = resolve_ckpt_path(spec, runs_dir)
+    if path is None:
+        raise CheckpointError("ckpt_path is empty: pass a .ckpt/.onnx/.torch file, best or last")
     return path
 
 
