@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from emnist_lightning.inference import load_predictor
+from emnist_lightning.checkpoints import load_predictor
 from emnist_lightning.preprocess import load_character
 
 

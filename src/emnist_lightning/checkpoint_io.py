@@ -1,13 +1,26 @@
-"""Checkpoint writes that a crash or kill -9 cannot leave half-done."""
+"""Checkpoint files that a crash, a kill -9 or a second process cannot leave inconsistent."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from .errors import CheckpointError
+
+PARTIAL_SUFFIX = ".partial"
+LOCK_NAME = ".lock"
+
+
+def _partial_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}{PARTIAL_SUFFIX}")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -22,13 +35,69 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
     ) -> None:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        partial = _partial_path(path)
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             with partial.open("wb") as f:
                 torch.save(checkpoint, f)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(partial, path)
+        except OSError as exc:
+            raise CheckpointError(
+                f"cannot write checkpoint {path} ({exc.strerror or exc}): make its folder "
+                "writable or point paths.log_dir at one that is"
+            ) from None
         finally:
-            partial.unlink(missing_ok=True)
+            # Never let the clean-up raise a second error that hides the first one.
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)
+
+
+def remove_partial_files(folder: str | Path) -> list[Path]:
+    """Delete temporary checkpoint files left by a killed run; call with the folder locked."""
+    removed = []
+    for leftover in Path(folder).glob(f".*{PARTIAL_SUFFIX}"):
+        with contextlib.suppress(OSError):
+            leftover.unlink()
+            removed.append(leftover)
+    return removed
+
+
+@contextlib.contextmanager
+def checkpoint_folder_lock(folder: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on a checkpoint folder for as long as a run writes into it.
+
+    The lock is an flock on `<folder>/.lock`: the kernel releases it when its process ends,
+    however it ends, so a lock left by a killed run never blocks the next one. A second run
+    (e.g. `ckpt_path=last` while the first still trains) is refused in one line.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = (folder / LOCK_NAME).open("a+")
+    except OSError as exc:
+        raise CheckpointError(
+            f"cannot write into checkpoint folder {folder} ({exc.strerror or exc}): make it "
+            "writable or point paths.log_dir at a folder that is"
+        ) from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            raise CheckpointError(
+                f"{folder} is in use by a run that is still training ({owner}): wait for it "
+                "to finish, or resume from a copy of its last.ckpt in another folder"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

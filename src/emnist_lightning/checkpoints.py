@@ -1,20 +1,42 @@
-"""Finding, checking and exporting checkpoints; loading one for inference with no datamodule."""
+"""Model files: find them (best/last/path), read and write them, and predict with any of them.
+
+Every format carries a model card (model_card.py): a Lightning checkpoint under its
+`model_card` key, the seed-style `character_recognition.torch` in `model_card.json` beside it,
+an ONNX export in its metadata. Reading a file loads plain data only (`weights_only=True`,
+JSON), checks the card and builds the net by name; files written before cards are read
+through a fixed table of their net paths.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
-from .errors import CheckpointError
-from .module import CharacterClassifier
+from .errors import CheckpointError, ModelFileError
+from .labels import split_info
+from .model_card import (
+    CHECKPOINT_CARD_KEY,
+    LEGACY_NET_PREFIX,
+    NET_PREFIX,
+    ModelCard,
+    NormalizedNet,
+)
 
 STATE_DICT_NAME = "character_recognition.torch"
-CLASS_MAPPING_NAME = "class_mapping.json"
+CARD_NAME = "model_card.json"
+# What stood beside character_recognition.torch before model cards; still read.
+LEGACY_MAPPING_NAME = "class_mapping.json"
+ONNX_CARD_KEY = "model_card"
+# Card and mapping files are a few KB; anything far larger is not one.
+MAX_JSON_BYTES = 1_000_000
 
 
+# -- finding model files ---------------------------------------------------------------------
 def newest_last_checkpoint(runs_dir: str | Path) -> Path:
     """The most recently written `last.ckpt` below `runs_dir` (what `ckpt_path=last` means)."""
     candidates = sorted(
@@ -37,9 +59,46 @@ def resolve_ckpt_path(ckpt_path: str | None, runs_dir: str | Path) -> Path | Non
     path = Path(ckpt_path).expanduser()
     if not path.is_file():
         raise CheckpointError(
-            f"ckpt_path={ckpt_path} does not exist: pass a .ckpt file or ckpt_path=last"
+            f"ckpt_path={ckpt_path} does not exist: pass a model file, best or last"
         )
     return path
+
+
+def best_checkpoint_of_newest_run(runs_dir: str | Path) -> Path:
+    """The best checkpoint recorded by the newest run's last.ckpt (what `ckpt_path=best` means)."""
+    last = newest_last_checkpoint(runs_dir)
+    recorded = [
+        state.get("best_model_path")
+        for state in read_checkpoint(last).get("callbacks", {}).values()
+        if isinstance(state, dict) and state.get("best_model_path")
+    ]
+    if not recorded:  # checkpointing kept no best (e.g. no validation): last is all there is
+        return last
+    best = Path(str(recorded[0]))
+    if not best.is_absolute() and not best.is_file():
+        best = last.parent / best.name
+    if not best.is_file():
+        raise CheckpointError(
+            f"{last} records {best} as its best checkpoint but that file is gone: "
+            "pass ckpt_path=last or a path to a .ckpt file"
+        )
+    return best
+
+
+def resolve_model_path(spec: str, runs_dir: str | Path) -> Path:
+    """`best`, `last`, or a path to a .ckpt, .onnx or character_recognition.torch file."""
+    if spec == "best":
+        return best_checkpoint_of_newest_run(runs_dir)
+    path = resolve_ckpt_path(spec, runs_dir)
+    if path is None:
+        raise CheckpointError("ckpt_path is empty: pass a .ckpt/.onnx/.torch file, best or last")
+    return path
+
+
+# -- reading ---------------------------------------------------------------------------------
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -47,56 +106,250 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
-            f"{path} is not a readable checkpoint ({first_line}): pass a .ckpt written by train.py"
+            f"{path} is not a readable checkpoint ({_first_line(exc)}): "
+            "pass a .ckpt written by train.py"
         ) from None
-    if not isinstance(checkpoint, dict) or "hyper_parameters" not in checkpoint:
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise CheckpointError(
             f"{path} is not a Lightning checkpoint of this project: pass a .ckpt written by train.py"
         )
     return checkpoint
 
 
-def check_compatible(checkpoint: dict[str, Any], path: str | Path, class_names: list[str]) -> None:
-    """Refuse to resume a checkpoint trained for other classes than the data has."""
-    saved = checkpoint["hyper_parameters"].get("class_names")
-    if saved != class_names:
-        raise CheckpointError(
-            f"{path} was trained on {len(saved or [])} classes but data.split has {len(class_names)}: "
-            "resume with the split it was trained on, or start a fresh run"
-        )
+def card_of_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> ModelCard:
+    """The checkpoint's model card (or, for files written before cards, its hyperparameters')."""
+    if CHECKPOINT_CARD_KEY in checkpoint:
+        return ModelCard.from_dict(checkpoint[CHECKPOINT_CARD_KEY], str(path))
+    if "hyper_parameters" in checkpoint:
+        return ModelCard.from_legacy(checkpoint["hyper_parameters"], str(path))
+    raise ModelFileError(f"{path}: no model card: pass a .ckpt written by train.py")
 
 
-def load_for_inference(
-    path: str | Path, map_location: str | torch.device = "cpu"
-) -> CharacterClassifier:
-    """A ready-to-predict model from a checkpoint alone (no datamodule, no training config)."""
-    read_checkpoint(path)
-    model = CharacterClassifier.load_from_checkpoint(
-        path, map_location=map_location, weights_only=True
+def _net_weights(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    prefix = NET_PREFIX if CHECKPOINT_CARD_KEY in checkpoint else LEGACY_NET_PREFIX
+    state = checkpoint["state_dict"]
+    return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+
+
+def _load_weights(model: NormalizedNet, weights: Any, path: Path, pair: str = "") -> None:
+    if not isinstance(weights, dict) or not all(
+        isinstance(v, torch.Tensor) for v in weights.values()
+    ):
+        raise ModelFileError(f"{path}: the weights are not a state_dict of tensors")
+    try:
+        model.net.load_state_dict(weights)
+    except RuntimeError as exc:
+        fix = f"use the pair written together ({pair})" if pair else "use a file train.py wrote"
+        raise ModelFileError(
+            f"{path}: the weights do not fit the model card's net ({_first_line(exc)}): {fix}"
+        ) from None
+
+
+@dataclass
+class LoadedModel:
+    """A model file's card and its ready net (eval mode, on the CPU)."""
+
+    card: ModelCard
+    model: NormalizedNet
+    path: Path
+
+
+def load_checkpoint_model(path: str | Path) -> LoadedModel:
+    """A ready model from a Lightning checkpoint alone (no datamodule, no training config)."""
+    path = Path(path)
+    checkpoint = read_checkpoint(path)
+    card = card_of_checkpoint(checkpoint, path)
+    model = card.build_model()
+    _load_weights(model, _net_weights(checkpoint), path)
+    return LoadedModel(card, model.eval(), path)
+
+
+def read_json(path: Path) -> Any:
+    """A small JSON file as plain data, or one line saying why it cannot be."""
+    try:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise ModelFileError(
+                f"{path}: too large for a model card ({path.stat().st_size:,} bytes)"
+            )
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(
+            f"{path} is not a readable JSON model card ({_first_line(exc)}): "
+            "use the one written with the weights"
+        ) from None
+
+
+def card_beside(weights_path: Path) -> tuple[ModelCard, Path]:
+    """The card written beside a state_dict: model_card.json, or a pre-card class_mapping.json."""
+    card_path = weights_path.with_name(CARD_NAME)
+    if card_path.is_file():
+        return ModelCard.from_dict(read_json(card_path), str(card_path)), card_path
+    legacy = weights_path.with_name(LEGACY_MAPPING_NAME)
+    if legacy.is_file():
+        return ModelCard.from_legacy(read_json(legacy), str(legacy)), legacy
+    raise CheckpointError(
+        f"{weights_path} needs {CARD_NAME} beside it (written with it by train.py or export.py)"
     )
-    return model.eval()
 
 
-def export_state_dict(model: CharacterClassifier, folder: str | Path) -> tuple[Path, Path]:
-    """Write the net's state_dict as the seed did, plus a JSON of what it needs to be used."""
+def load_state_dict_model(path: str | Path) -> LoadedModel:
+    """A ready model from a seed-style state_dict and the card beside it."""
+    path = Path(path)
+    card, card_path = card_beside(path)
+    try:
+        weights = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelFileError(
+            f"{path} is not a readable state_dict ({_first_line(exc)}): "
+            "use the file train.py or export.py wrote"
+        ) from None
+    model = card.build_model()
+    _load_weights(model, weights, path, pair=f"{path.name} + {card_path.name}")
+    return LoadedModel(card, model.eval(), path)
+
+
+def load_model(path: str | Path) -> LoadedModel:
+    """A ready PyTorch model from a checkpoint or a state_dict + card."""
+    path = Path(path)
+    if path.suffix in (".torch", ".pt", ".pth"):
+        return load_state_dict_model(path)
+    return load_checkpoint_model(path)
+
+
+# -- writing ---------------------------------------------------------------------------------
+def write_json_atomically(data: Any, path: Path) -> None:
+    """Write JSON through a temp file and a rename: readers see the old file or the new one."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        partial.write_text(json.dumps(data, indent=2))
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def export_state_dict(card: ModelCard, net: torch.nn.Module, folder: str | Path) -> Path:
+    """Write the net's state_dict as the seed did, with the model card beside it."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     weights = folder / STATE_DICT_NAME
-    mapping = folder / CLASS_MAPPING_NAME
-    torch.save({k: v.detach().cpu() for k, v in model.net.state_dict().items()}, weights)
-    hparams = model.hparams
-    mapping.write_text(
-        json.dumps(
-            {
-                "class_names": list(hparams.class_names),
-                "net": hparams.net,
-                "input_mean": hparams.input_mean,
-                "input_std": hparams.input_std,
-                "orientation": "upright",
-            },
-            indent=2,
+    partial = weights.with_name(f".{weights.name}.{os.getpid()}.partial")
+    try:
+        torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, partial)
+        os.replace(partial, weights)
+    finally:
+        partial.unlink(missing_ok=True)
+    write_json_atomically(card.to_dict(), folder / CARD_NAME)
+    return weights
+
+
+# -- predicting ------------------------------------------------------------------------------
+class Predictor(Protocol):
+    """Maps upright (B, 1, 28, 28) images in [0, 1] to class probabilities."""
+
+    class_names: list[str]
+
+    def probabilities(self, images: torch.Tensor) -> torch.Tensor: ...
+
+
+class TorchPredictor:
+    """Runs a loaded PyTorch model."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self.loaded = loaded
+        self.class_names = list(loaded.card.class_names)
+
+    @torch.inference_mode()
+    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        return self.loaded.model(images).softmax(dim=1)
+
+
+def onnx_class_names(metadata: dict[str, str], path: Path) -> list[str]:
+    """The class characters in an ONNX export's metadata (its card, or pre-card class_names)."""
+    if ONNX_CARD_KEY in metadata:
+        try:
+            data = json.loads(metadata[ONNX_CARD_KEY])
+        except json.JSONDecodeError:
+            raise ModelFileError(f"{path}: its model_card metadata is not JSON") from None
+        return list(ModelCard.from_dict(data, str(path)).class_names)
+    if "class_names" in metadata:
+        try:
+            names = json.loads(metadata["class_names"])
+        except json.JSONDecodeError:
+            raise ModelFileError(f"{path}: its class_names metadata is not JSON") from None
+        card_like = {
+            "format_version": 0,
+            "net": "seed_cnn",
+            "net_params": {},
+            "class_names": names,
+            "input_mean": 0.0,
+            "input_std": 1.0,
+            "image_size": 28,
+            "orientation": "upright",
+            "foreground": "light-on-dark",
+        }
+        return list(ModelCard.from_dict(card_like, str(path)).class_names)
+    raise ModelFileError(f"{path} has no model_card metadata: export it with export.py")
+
+
+class OnnxPredictor:
+    """Runs an exported model with onnxruntime; class names come from the file's model card."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            import onnxruntime
+        except ImportError:
+            raise CheckpointError(
+                "running .onnx models needs onnxruntime: pip install -e '.[onnx]'"
+            ) from None
+        try:
+            self.session = onnxruntime.InferenceSession(
+                str(path), providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:
+            raise CheckpointError(
+                f"{path} is not a readable ONNX model ({type(exc).__name__})"
+            ) from None
+        metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.class_names = onnx_class_names(metadata, path)
+        self.input_name = self.session.get_inputs()[0].name
+
+    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        (logits,) = self.session.run(None, {self.input_name: images.numpy().astype("float32")})
+        if logits.ndim != 2 or logits.shape[1] != len(self.class_names):
+            raise ModelFileError(
+                f"the ONNX model returns {tuple(logits.shape)} outputs for "
+                f"{len(self.class_names)} classes: export it again with export.py"
+            )
+        return torch.from_numpy(logits).softmax(dim=1)
+
+
+def load_predictor(path: str | Path) -> Predictor:
+    """A predictor for any model file this project writes."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        return OnnxPredictor(path)
+    return TorchPredictor(load_model(path))
+
+
+# -- compatibility ---------------------------------------------------------------------------
+def check_split_matches(class_names: list[str], split: str) -> None:
+    """Refuse to score a model on a split whose classes it was not trained for."""
+    info = split_info(split)
+    if list(info.characters) != list(class_names):
+        raise CheckpointError(
+            f"the model has {len(class_names)} classes but data.split={split} has "
+            f"{info.num_classes}: set data.split to the split it was trained on"
         )
-    )
-    return weights, mapping
+
+
+def check_resume_compatible(path: Path, configured: ModelCard) -> None:
+    """Refuse, in one line naming what differs, to resume a checkpoint into another model."""
+    saved = card_of_checkpoint(read_checkpoint(path), path)
+    diffs = saved.differences(configured)
+    if diffs:
+        raise CheckpointError(
+            f"{path} was trained with another model or data ({'; '.join(diffs[:4])}; "
+            "checkpoint vs config): resume with the config it was trained with, or start a "
+            "fresh run without ckpt_path"
+        )

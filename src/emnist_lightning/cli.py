@@ -1,17 +1,53 @@
-"""Turns user errors into one line on stderr and exit status 2 for the entry points."""
+"""What every entry point shares: unique run folders, and user errors as one line + exit 2."""
 
 from __future__ import annotations
 
 import functools
 import logging
+import secrets
+import shutil
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
+
+from omegaconf import OmegaConf
 
 from .errors import UserError
 
 T = TypeVar("T")
 log = logging.getLogger("emnist_lightning")
+
+# One value per process: `${run_suffix:}` in hydra.run.dir keeps runs started in the same
+# second apart. (Lightning's DDP workers get the launcher's folder passed explicitly.)
+RUN_SUFFIX = secrets.token_hex(3)
+OmegaConf.register_new_resolver("run_suffix", lambda: RUN_SUFFIX, replace=True)
+
+# What Hydra writes into a run folder before the task starts.
+_HYDRA_BOOKKEEPING = {".hydra"}
+
+
+def remove_untouched_run_folder() -> None:
+    """Delete this run's folder if the task wrote nothing into it (a refused run leaves none)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hydra_cfg = HydraConfig.get()
+        if hydra_cfg.mode != RunMode.RUN:
+            return
+        folder = Path(hydra_cfg.runtime.output_dir)
+    except (ImportError, ValueError):
+        return
+    if not folder.is_dir():
+        return
+    ours = [
+        entry
+        for entry in folder.iterdir()
+        if entry.name not in _HYDRA_BOOKKEEPING and entry.suffix != ".log"
+    ]
+    if not ours:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def exit_on_user_error(func: Callable[..., T]) -> Callable[..., T]:
@@ -23,6 +59,8 @@ def exit_on_user_error(func: Callable[..., T]) -> Callable[..., T]:
             return func(*args, **kwargs)
         except UserError as exc:
             log.debug("user error", exc_info=True)
+            logging.shutdown()  # close the run's log file before its folder may be removed
+            remove_untouched_run_folder()
             print(f"error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
 

@@ -6,13 +6,21 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.datasets import EMNIST
 from torchvision.transforms import v2
 
-from .errors import DataFilesError
-from .idx_files import check_split_files, missing_files, missing_files_message, raw_folder
+from .errors import ConfigError, DataFilesError
+from .idx_files import (
+    check_label_range,
+    check_split_files,
+    missing_files,
+    missing_files_message,
+    raw_folder,
+)
 from .labels import SplitInfo, split_info, to_upright
 from .sampling import EpochSeededBatchSampler, stratified_split
 
@@ -23,6 +31,7 @@ def load_split(data_dir: str | Path, split: str, train: bool) -> tuple[torch.Ten
     Returns images of shape (N, 1, 28, 28) and int64 labels in 0..num_classes-1.
     """
     check_split_files(data_dir, split, train)
+    check_label_range(data_dir, split, train)
     dataset = _torchvision_emnist(data_dir, split, train)
     images = to_upright(dataset.data).unsqueeze(1).contiguous()
     labels = dataset.targets.long() - split_info(split).label_offset
@@ -38,6 +47,13 @@ def _torchvision_emnist(
         raise DataFilesError(
             f"torchvision could not read EMNIST '{split}' in {raw_folder(data_dir)}: {exc}"
         ) from None
+
+
+def test_split(data_cfg: DictConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The official test split a `data` config names (downloading it if allowed)."""
+    datamodule: EMNISTDataModule = instantiate(data_cfg)
+    datamodule.prepare_data()
+    return datamodule.test_set()
 
 
 class InMemoryBatches(Dataset):
@@ -120,18 +136,43 @@ class EMNISTDataModule(L.LightningDataModule):
                 "check the network or copy the extracted IDX files there and set data.download=false"
             ) from None
 
+    def check_files(self, test: bool = True) -> None:
+        """Check every file a run will read (headers, sizes, label ranges) before it trains,
+        so a damaged test file is not found only after training. Files still to be
+        downloaded are checked by torchvision's checksums instead."""
+        if missing_files(self.data_dir, self.split):
+            if not self.download:
+                raise DataFilesError(missing_files_message(self.data_dir, self.split))
+            return
+        for train in (True, False) if test else (True,):
+            check_split_files(self.data_dir, self.split, train)
+            check_label_range(self.data_dir, self.split, train)
+
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit", "validate") and self._train is None:
             self._train = load_split(self.data_dir, self.split, train=True)
             self.train_indices, self.val_indices = stratified_split(
                 self._train[1], self.val_fraction, self.seed
             )
+            if len(self.val_indices) == 0 or len(self.train_indices) == 0:
+                empty = "validation" if len(self.val_indices) == 0 else "training"
+                raise ConfigError(
+                    f"data.val_fraction={self.val_fraction} leaves no {empty} images "
+                    f"({len(self._train[1]):,} in the training split): choose a fraction that "
+                    "keeps at least one image of a class on each side, e.g. 0.1"
+                )
         if stage in (None, "test", "predict") and self._test is None:
             self._test = load_split(self.data_dir, self.split, train=False)
 
+    def test_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The whole official test split: upright uint8 images and class indices, in loader
+        order (loads it on first use)."""
+        self.setup("test")
+        return self._test
+
     def test_labels(self) -> torch.Tensor:
         """Class indices of the whole official test split, in loader order."""
-        return self._test[1]
+        return self.test_set()[1]
 
     def train_class_counts(self) -> torch.Tensor:
         """How many training images (validation excluded) each class has."""

@@ -15,3 +15,12 @@ class DataFilesError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint that is missing or does not fit the model or data."""
+
+
+class ModelFileError(CheckpointError):
+    """A model file (or its model card) with a field that is missing, of the wrong type or out
+    of range: refused before anything is built from it."""
+
+
+class ImageInputError(UserError):
+    """An image that cannot be read or holds no character."""

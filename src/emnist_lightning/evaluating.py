@@ -15,20 +15,21 @@ from torchmetrics.functional.classification import (
     multiclass_recall,
 )
 
-from .data import load_split
-from .inference import check_split_matches, load_predictor, resolve_model_path
-from .report import write_report
-from .training import METRICS_FILE, format_metrics_table
+from .checkpoints import check_split_matches, load_predictor, resolve_model_path
+from .data import test_split
+from .report import METRICS_FILE, format_metrics_table, write_report
+from .validation import validate_config
 
 log = logging.getLogger(__name__)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Score a model on the official test split and write the evaluation report."""
+    validate_config(cfg)
     model_path = resolve_model_path(str(cfg.ckpt_path), cfg.train_runs_dir)
     predictor = load_predictor(model_path)
-    check_split_matches(predictor.class_names, cfg.split)
-    images, labels = load_split(cfg.data_dir, cfg.split, train=False)
+    check_split_matches(predictor.class_names, cfg.data.split)
+    images, labels = test_split(cfg.data)
     predictions = torch.cat(
         [
             predictor.probabilities(chunk.float().div(255)).argmax(dim=1)

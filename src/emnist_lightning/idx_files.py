@@ -6,7 +6,10 @@ import math
 import struct
 from pathlib import Path
 
+import numpy as np
+
 from .errors import DataFilesError
+from .labels import split_info
 
 _UINT8 = 0x08
 
@@ -77,6 +80,22 @@ def check_split_files(data_dir: str | Path, split: str, train: bool) -> int:
             "EMNIST's are 28x28: replace it with the EMNIST file"
         )
     return num_labels
+
+
+def check_label_range(data_dir: str | Path, split: str, train: bool) -> None:
+    """Every label of one stage must name a class of the split (checked before training)."""
+    info = split_info(split)
+    path = raw_folder(data_dir) / expected_files(split, train)[1]
+    (count,) = read_idx_shape(path, ndim=1)
+    labels = np.fromfile(path, dtype=np.uint8, offset=8, count=count).astype(np.int64)
+    labels -= info.label_offset
+    bad = labels[(labels < 0) | (labels >= info.num_classes)]
+    if bad.size:
+        raise DataFilesError(
+            f"{path} has {bad.size:,} label(s) outside split '{split}' (e.g. raw label "
+            f"{int(bad[0]) + info.label_offset}; valid: {info.label_offset} to "
+            f"{info.num_classes - 1 + info.label_offset}): use the label file of this split"
+        )
 
 
 def missing_files_message(data_dir: str | Path, split: str) -> str:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import ConfigError
+
 # The 15 lowercase letters that EMNIST merges into their look-alike capitals.
 MERGED_LOWERCASE = frozenset("cijklmopsuvwxyz")
 
@@ -45,7 +47,7 @@ def split_info(split: str) -> SplitInfo:
         return SPLITS[split]
     except KeyError:
         valid = ", ".join(SPLITS)
-        raise ValueError(f"unknown EMNIST split '{split}': use one of {valid}") from None
+        raise ConfigError(f"unknown EMNIST split '{split}': use one of {valid}") from None
 
 
 def to_upright(images: torch.Tensor) -> torch.Tensor:

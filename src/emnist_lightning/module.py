@@ -1,4 +1,4 @@
-"""The LightningModule: normalisation, loss, metrics, optimizer and schedule around a net."""
+"""The LightningModule: loss, metrics, optimizer and schedule around a model card's net."""
 
 from __future__ import annotations
 
@@ -19,6 +19,18 @@ from torchmetrics.classification import (
     MulticlassPrecision,
     MulticlassRecall,
 )
+
+from . import random_states
+from .errors import CheckpointError, ConfigError, ModelFileError
+from .model_card import (
+    CHECKPOINT_CARD_KEY,
+    LEGACY_NET_PREFIX,
+    NET_PREFIX,
+    ModelCard,
+    check_net,
+)
+
+RANDOM_STATES_KEY = "random_states"
 
 
 def plain(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -42,12 +54,35 @@ def _metrics(num_classes: int, prefix: str) -> MetricCollection:
     )
 
 
-class CharacterClassifier(L.LightningModule):
-    """Classifies upright [0, 1] character images; everything inference needs is in hparams.
+def card_from_config(
+    net: Mapping[str, Any],
+    class_names: list[str],
+    input_mean: float,
+    input_std: float,
+    split: str | None,
+) -> ModelCard:
+    """The card of the model a training config describes (`model.net`: name + parameters)."""
+    params = {k: v for k, v in net.items() if k != "name"}
+    try:
+        name, params = check_net(net.get("name"), params, "model.net")
+    except ModelFileError as exc:
+        raise ConfigError(str(exc)) from None
+    return ModelCard(
+        net=name,
+        net_params=params,
+        class_names=tuple(class_names),
+        input_mean=float(input_mean),
+        input_std=float(input_std),
+        split=split,
+    )
 
-    `net`, `optimizer` and `scheduler` are configs with `_target_` (the optimizer and
-    scheduler `_partial_`), kept as plain dicts: checkpoints then load with
-    `weights_only=True` and rebuild the same net without any training config.
+
+class CharacterClassifier(L.LightningModule):
+    """Classifies upright [0, 1] character images with the net its model card names.
+
+    `net` is plain data (a registry name and parameters); `optimizer` and `scheduler` are
+    trusted configs from this run's Hydra config (`_partial_`), only instantiated when
+    training starts. Checkpoints carry the model card, which is all inference reads.
     """
 
     def __init__(
@@ -64,11 +99,14 @@ class CharacterClassifier(L.LightningModule):
         class_names: list[str] | None = None,
         input_mean: float = 0.1736,
         input_std: float = 0.3317,
+        split: str | None = None,
     ) -> None:
         super().__init__()
+        class_names = list(class_names or [str(i) for i in range(num_classes)])
+        self.card = card_from_config(plain(net), class_names, input_mean, input_std, split)
         self.save_hyperparameters(
             {
-                "net": plain(net),
+                "net": {"name": self.card.net, **self.card.net_params},
                 "optimizer": plain(optimizer),
                 "lr": float(lr),
                 "scheduler": plain(scheduler),
@@ -76,38 +114,43 @@ class CharacterClassifier(L.LightningModule):
                 "label_smoothing": float(label_smoothing),
                 "logit_adjust_tau": float(logit_adjust_tau),
                 "channels_last": bool(channels_last),
-                "num_classes": int(num_classes),
-                "class_names": list(class_names or [str(i) for i in range(num_classes)]),
-                "input_mean": float(input_mean),
-                "input_std": float(input_std),
+                "num_classes": self.card.num_classes,
+                "class_names": class_names,
+                "input_mean": self.card.input_mean,
+                "input_std": self.card.input_std,
+                "split": split,
             }
         )
-        self.net = instantiate(self.hparams.net, num_classes=num_classes)
-        if channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)
+        self.model = self.card.build_model(channels_last=channels_last)
+        num_classes = self.card.num_classes
         self.val_metrics = _metrics(num_classes, "val/")
         self.test_metrics = _metrics(num_classes, "test/")
         # Persistent, so the best validation accuracy survives a resume from checkpoint.
         self.register_buffer("best_val_acc", torch.tensor(0.0))
         # log class frequencies of the training data, for the logit-adjusted loss.
         self.register_buffer("log_prior", torch.full((num_classes,), -math.log(num_classes)))
-
-    def set_class_counts(self, counts: torch.Tensor) -> None:
-        """Record training class frequencies; the loss then adds tau * log(prior) to the
-        logits (Menon et al., 2021), so the plain logits fit a class-balanced test set."""
-        prior = counts.float().clamp_min(1) / counts.sum()
-        self.log_prior.copy_(prior.log())
+        # Predicted classes of the last test pass, in loader order (for the report).
+        self.test_predictions: list[torch.Tensor] = []
 
     @property
     def class_names(self) -> list[str]:
-        return self.hparams.class_names
+        return list(self.card.class_names)
+
+    def setup(self, stage: str) -> None:
+        """Record the training data's class frequencies for the logit-adjusted loss."""
+        datamodule = self.trainer.datamodule
+        if stage == "fit" and self.hparams.logit_adjust_tau and datamodule is not None:
+            self.set_class_counts(datamodule.train_class_counts())
+
+    def set_class_counts(self, counts: torch.Tensor) -> None:
+        """Training class frequencies; the loss then adds tau * log(prior) to the logits
+        (Menon et al., 2021), so the plain logits fit a class-balanced test set."""
+        prior = counts.float().clamp_min(1) / counts.sum()
+        self.log_prior.copy_(prior.log())
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits for upright images with values in [0, 1], shape (B, 1, 28, 28)."""
-        images = (images - self.hparams.input_mean) / self.hparams.input_std
-        if self.hparams.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        return self.net(images)
+        return self.model(images)
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.hparams.logit_adjust_tau:
@@ -125,7 +168,7 @@ class CharacterClassifier(L.LightningModule):
         )
         return loss
 
-    def _evaluate(self, batch, metrics: MetricCollection, stage: str) -> None:
+    def _evaluate(self, batch, metrics: MetricCollection, stage: str) -> torch.Tensor:
         images, labels = batch
         logits = self(images)
         # Unsmoothed loss, so validation/test losses compare across recipes.
@@ -140,6 +183,7 @@ class CharacterClassifier(L.LightningModule):
             sync_dist=True,
         )
         self.log_dict(metrics, on_epoch=True, prog_bar=stage == "val")
+        return logits
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._evaluate(batch, self.val_metrics, "val")
@@ -152,8 +196,12 @@ class CharacterClassifier(L.LightningModule):
             self.best_val_acc = torch.maximum(self.best_val_acc, acc.to(self.best_val_acc))
         self.log("val/acc_best", self.best_val_acc, prog_bar=True)
 
+    def on_test_epoch_start(self) -> None:
+        self.test_predictions = []
+
     def test_step(self, batch, batch_idx: int) -> None:
-        self._evaluate(batch, self.test_metrics, "test")
+        logits = self._evaluate(batch, self.test_metrics, "test")
+        self.test_predictions.append(logits.argmax(dim=1).cpu())
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -185,12 +233,27 @@ class CharacterClassifier(L.LightningModule):
         return {k: v for k, v in candidates.items() if k in accepted and config.get(k) is None}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # A human-readable summary of what inference needs (also in hyper_parameters).
-        checkpoint["inference"] = {
-            "class_names": self.class_names,
-            "input_mean": self.hparams.input_mean,
-            "input_std": self.hparams.input_std,
-            "image_size": 28,
-            "orientation": "upright (EMNIST's stored images transposed once)",
-            "foreground": "light on dark",
-        }
+        checkpoint[CHECKPOINT_CARD_KEY] = self.card.to_dict()
+        # Every rank's generator states (a collective call: every rank saves).
+        checkpoint[RANDOM_STATES_KEY] = random_states.collect_all_ranks()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Resume draws what a straight run would have drawn; checkpoints written before
+        model cards kept the net's weights under `net.`."""
+        if CHECKPOINT_CARD_KEY not in checkpoint:
+            upgrade_legacy_state_dict(checkpoint["state_dict"])
+        saved = checkpoint.get(RANDOM_STATES_KEY)
+        if saved is not None:
+            try:
+                random_states.restore_rank(saved, self.global_rank)
+            except (TypeError, ValueError, KeyError, RuntimeError) as exc:
+                raise CheckpointError(
+                    f"the checkpoint's random states are damaged ({type(exc).__name__}): "
+                    "resume from another checkpoint"
+                ) from None
+
+
+def upgrade_legacy_state_dict(state_dict: dict[str, Any]) -> None:
+    """Rename a pre-card module state_dict's `net.*` keys to today's `model.net.*`, in place."""
+    for key in [k for k in state_dict if k.startswith(LEGACY_NET_PREFIX)]:
+        state_dict[NET_PREFIX + key.removeprefix(LEGACY_NET_PREFIX)] = state_dict.pop(key)

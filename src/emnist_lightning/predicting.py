@@ -12,10 +12,11 @@ import matplotlib
 import torch
 from omegaconf import DictConfig
 
-from .data import load_split
+from .checkpoints import Predictor, check_split_matches, load_predictor, resolve_model_path
+from .data import test_split
 from .errors import UserError
-from .inference import Predictor, check_split_matches, load_predictor, resolve_model_path
 from .preprocess import expand_image_paths, load_character
+from .validation import validate_config
 
 matplotlib.use("Agg")  # files only; never open a window
 import matplotlib.pyplot as plt  # noqa: E402
@@ -99,8 +100,8 @@ def plot_grid(images: torch.Tensor, predicted: list[str], actual: list[str], pat
 
 def predict_random_test(predictor: Predictor, cfg: DictConfig, out_dir: Path) -> dict[str, int]:
     """The seed's predict_images(), done properly: seeded sample, printed, saved as a grid."""
-    check_split_matches(predictor.class_names, cfg.split)
-    images, labels = load_split(cfg.data_dir, cfg.split, train=False)
+    check_split_matches(predictor.class_names, cfg.data.split)
+    images, labels = test_split(cfg.data)
     generator = torch.Generator().manual_seed(cfg.seed)
     chosen = torch.randperm(len(labels), generator=generator)[: cfg.random_test]
     batch = images[chosen].float().div(255)
@@ -123,6 +124,7 @@ def predict_random_test(predictor: Predictor, cfg: DictConfig, out_dir: Path) ->
 
 def predict(cfg: DictConfig) -> dict[str, int]:
     """Load the model once, then run whichever of `images` and `random_test` are asked for."""
+    validate_config(cfg)
     if not cfg.images and not cfg.random_test:
         raise UserError(
             "nothing to predict: pass images=<file or folder>[,...] and/or random_test=N"

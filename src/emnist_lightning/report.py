@@ -20,11 +20,24 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 log = logging.getLogger(__name__)
 
+METRICS_FILE = "metrics.json"
+REPORT_DIR = "report"
+# The seed script's four figures, in its order, then the extra macro recall.
+REPORTED = ("test/loss", "test/acc", "test/f1", "test/precision", "test/recall")
 CONFUSION_PNG = "confusion_matrix.png"
 CONFUSION_CSV = "confusion_matrix.csv"
 PER_CLASS_CSV = "per_class_metrics.csv"
 CONFUSED_PAIRS_CSV = "most_confused_pairs.csv"
 LEARNING_CURVES_PNG = "learning_curves.png"
+
+
+def format_metrics_table(metrics: dict[str, float]) -> str:
+    """A small aligned table of the figures a run reports."""
+    rows = [(name, metrics[name]) for name in ("val/acc_best", *REPORTED) if name in metrics]
+    width = max(len(name) for name, _ in rows)
+    lines = [f"{'metric'.ljust(width)}  value", f"{'-' * width}  ------"]
+    lines += [f"{name.ljust(width)}  {value:.4f}" for name, value in rows]
+    return "\n".join(lines)
 
 
 def most_confused_pairs(

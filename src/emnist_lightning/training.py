@@ -1,34 +1,62 @@
-"""train(cfg): build everything from the config, fit, test, export, and return the metrics."""
+"""train(cfg): build a run from the config, fit it, test it, write its artifacts, return metrics.
+
+The pipeline reads in the names of its steps: `build_run` -> `fit` -> `test_best` ->
+`write_artifacts`. Everything a run is made of comes from `_target_` entries of the config.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from lightning.pytorch.callbacks import (
+    Callback,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    ProgressBar,
+)
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
-from .checkpoints import check_compatible, export_state_dict, read_checkpoint, resolve_ckpt_path
+from .checkpoint_io import checkpoint_folder_lock, remove_partial_files
+from .checkpoints import (
+    check_resume_compatible,
+    export_state_dict,
+    read_checkpoint,
+    resolve_ckpt_path,
+)
 from .data import EMNISTDataModule
 from .module import CharacterClassifier
 from .precision import resolve_precision
-from .report import write_report
+from .report import METRICS_FILE, REPORT_DIR, format_metrics_table, write_report
 from .validation import validate_config
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.json"
-REPORT_DIR = "report"
-# The seed script's four figures, in its order, then the extra macro recall.
-REPORTED = ("test/loss", "test/acc", "test/f1", "test/precision", "test/recall")
+
+@dataclass
+class Run:
+    """Everything one training run is made of, built from its config."""
+
+    cfg: DictConfig
+    datamodule: EMNISTDataModule
+    model: CharacterClassifier
+    trainer: L.Trainer
+    checkpointing: ModelCheckpoint | None
+    resume_from: Path | None
+    output_dir: Path
 
 
+# -- building --------------------------------------------------------------------------------
 def _instantiate_all(group: DictConfig | None) -> list[Any]:
     """Build every `_target_` entry of a config group (callbacks, loggers); skip nulls."""
     if not group:
@@ -36,40 +64,16 @@ def _instantiate_all(group: DictConfig | None) -> list[Any]:
     return [instantiate(node) for node in group.values() if node and "_target_" in node]
 
 
-def _checkpoint_callback(callbacks: list[Callback]) -> ModelCheckpoint | None:
-    return next((cb for cb in callbacks if isinstance(cb, ModelCheckpoint)), None)
-
-
-def format_metrics_table(metrics: dict[str, float]) -> str:
-    """A small aligned table of the figures a run reports."""
-    rows = [(name, metrics[name]) for name in ("val/acc_best", *REPORTED) if name in metrics]
-    width = max(len(name) for name, _ in rows)
-    lines = [f"{'metric'.ljust(width)}  value", f"{'-' * width}  ------"]
-    lines += [f"{name.ljust(width)}  {value:.4f}" for name, value in rows]
-    return "\n".join(lines)
-
-
-def _metrics_csv(trainer: L.Trainer) -> Path | None:
-    for logger in trainer.loggers:
-        if isinstance(logger, CSVLogger):
-            return Path(logger.log_dir) / "metrics.csv"
-    return None
-
-
-def _write_test_report(
-    trainer: L.Trainer, model: CharacterClassifier, datamodule: EMNISTDataModule, out_dir: Path
-) -> None:
-    """Confusion matrix, per-class scores, top confusions and learning curves for the test set."""
-    probabilities = torch.cat(trainer.predict(model, datamodule=datamodule))
-    pairs = write_report(
-        probabilities.argmax(dim=1),
-        datamodule.test_labels(),
-        model.class_names,
-        out_dir,
-        _metrics_csv(trainer),
-    )
-    shown = ", ".join(f"{true}->{pred} ({count})" for true, pred, count in pairs)
-    log.info("Most confused (true->predicted, test images): %s", shown)
+def build_callbacks(
+    cfg: DictConfig, extra: list[Callback] | None, has_logger: bool
+) -> list[Callback]:
+    """The configured callbacks plus `extra`, minus those the trainer settings rule out."""
+    callbacks: list[Callback] = _instantiate_all(cfg.get("callbacks")) + list(extra or [])
+    if not has_logger:  # logger=none: nothing for a learning-rate monitor to log to
+        callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
+    if cfg.trainer.get("enable_progress_bar") is False:
+        callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
+    return callbacks
 
 
 def build_trainer(
@@ -84,12 +88,8 @@ def build_trainer(
     )
 
 
-def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dict[str, float]:
-    """Train (or resume) the configured model; test the best checkpoint; return the metrics.
-
-    `extra_callbacks` lets a caller such as the tuner add callbacks (e.g. Optuna pruning)
-    without a config of their own.
-    """
+def build_run(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> Run:
+    """Check the config and every data file the run will read, then build its parts."""
     OmegaConf.resolve(cfg)
     validate_config(cfg)
     L.seed_everything(cfg.seed, workers=True)
@@ -97,53 +97,115 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dic
         torch.set_float32_matmul_precision(cfg.float32_matmul_precision)
 
     datamodule: EMNISTDataModule = instantiate(cfg.data)
+    datamodule.check_files(test=bool(cfg.get("test")))
     model: CharacterClassifier = instantiate(
         cfg.model,
         num_classes=datamodule.num_classes,
         class_names=datamodule.characters,
         input_mean=datamodule.mean,
         input_std=datamodule.std,
+        split=datamodule.split,
     )
-    if model.hparams.logit_adjust_tau:
-        datamodule.prepare_data()
-        datamodule.setup("fit")
-        model.set_class_counts(datamodule.train_class_counts())
-    callbacks: list[Callback] = _instantiate_all(cfg.get("callbacks")) + list(extra_callbacks or [])
     loggers = _instantiate_all(cfg.get("logger"))
-    if not loggers:  # logger=none: nothing for a learning-rate monitor to log to
-        callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
-
-    output_dir = Path(cfg.paths.output_dir)
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.runs_dir)
-    checkpointing = _checkpoint_callback(callbacks)
-    if ckpt_path is not None:
-        check_compatible(read_checkpoint(ckpt_path), ckpt_path, datamodule.characters)
-        log.info("Resuming from %s", ckpt_path)
+    callbacks = build_callbacks(cfg, extra_callbacks, has_logger=bool(loggers))
+    checkpointing = next((cb for cb in callbacks if isinstance(cb, ModelCheckpoint)), None)
+    resume_from = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.runs_dir)
+    if resume_from is not None:
+        check_resume_compatible(resume_from, model.card)
         if checkpointing is not None:
             # Keep writing where the run started, so its best-k tracking carries on.
-            checkpointing.dirpath = str(ckpt_path.parent)
-
+            checkpointing.dirpath = str(resume_from.parent)
     trainer = build_trainer(cfg.trainer, callbacks, loggers)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, output_dir / "config_resolved.yaml")
+    return Run(
+        cfg, datamodule, model, trainer, checkpointing, resume_from, Path(cfg.paths.output_dir)
+    )
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
 
-    metrics: dict[str, float] = {"val/acc_best": float(model.best_val_acc)}
-    best_path = checkpointing.best_model_path if checkpointing is not None else ""
-    if cfg.get("test"):
-        results = trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None)
-        metrics.update({k: float(v) for k, v in results[0].items()})
-        if trainer.world_size == 1:
-            _write_test_report(trainer, model, datamodule, output_dir / REPORT_DIR)
-    elif best_path:
-        model.load_state_dict(read_checkpoint(best_path)["state_dict"])
+# -- fitting and testing ---------------------------------------------------------------------
+@contextlib.contextmanager
+def hold_checkpoint_folder(run: Run) -> Iterator[None]:
+    """Own the checkpoint folder while the run writes into it (the launching process only):
+    refuse a second writer and clear what a killed writer left half-done."""
+    folder = run.checkpointing.dirpath if run.checkpointing is not None else None
+    if folder is None or rank_zero_only.rank != 0:
+        yield
+        return
+    with checkpoint_folder_lock(folder):
+        for leftover in remove_partial_files(folder):
+            log.info("Removed %s, left by a run that was killed while writing it", leftover)
+        yield
 
-    metrics["epochs"] = float(trainer.current_epoch)
-    metrics["global_step"] = float(trainer.global_step)
-    if trainer.is_global_zero:
-        export_state_dict(model, output_dir)
-        (output_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
-        log.info("Best checkpoint: %s", best_path or "(checkpointing disabled)")
-        log.info("Results (%s):\n%s", output_dir, format_metrics_table(metrics))
+
+def fit(run: Run) -> None:
+    """Train (or resume) the model."""
+    run.output_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(run.cfg, run.output_dir / "config_resolved.yaml")
+    if run.resume_from is not None:
+        log.info("Resuming from %s", run.resume_from)
+    run.trainer.fit(run.model, datamodule=run.datamodule, ckpt_path=run.resume_from)
+
+
+def best_checkpoint(run: Run) -> str:
+    return run.checkpointing.best_model_path if run.checkpointing is not None else ""
+
+
+def test_best(run: Run) -> dict[str, float]:
+    """Test the best checkpoint on the official test split (or just load its weights)."""
+    best = best_checkpoint(run)
+    if not run.cfg.get("test"):
+        if best:
+            run.model.load_state_dict(read_checkpoint(best)["state_dict"])
+        return {}
+    results = run.trainer.test(run.model, datamodule=run.datamodule, ckpt_path=best or None)
+    return {k: float(v) for k, v in results[0].items()}
+
+
+# -- artifacts -------------------------------------------------------------------------------
+def _metrics_csv(trainer: L.Trainer) -> Path | None:
+    for logger in trainer.loggers:
+        if isinstance(logger, CSVLogger):
+            return Path(logger.log_dir) / "metrics.csv"
+    return None
+
+
+def write_test_report(run: Run) -> None:
+    """Confusion matrix, per-class scores, top confusions and learning curves, from the
+    predictions the test pass collected."""
+    predictions = torch.cat(run.model.test_predictions)
+    pairs = write_report(
+        predictions,
+        run.datamodule.test_labels(),
+        run.model.class_names,
+        run.output_dir / REPORT_DIR,
+        _metrics_csv(run.trainer),
+    )
+    shown = ", ".join(f"{true}->{pred} ({count})" for true, pred, count in pairs)
+    log.info("Most confused (true->predicted, test images): %s", shown)
+
+
+def write_artifacts(run: Run, metrics: dict[str, float]) -> None:
+    """The report, the seed-style state_dict + model card, and metrics.json (rank 0 only)."""
+    if not run.trainer.is_global_zero:
+        return
+    if run.cfg.get("test") and run.trainer.world_size == 1:
+        write_test_report(run)
+    export_state_dict(run.model.card, run.model.model.net, run.output_dir)
+    (run.output_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+    log.info("Best checkpoint: %s", best_checkpoint(run) or "(checkpointing disabled)")
+    log.info("Results (%s):\n%s", run.output_dir, format_metrics_table(metrics))
+
+
+def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dict[str, float]:
+    """Train (or resume) the configured model; test the best checkpoint; return the metrics.
+
+    `extra_callbacks` lets a caller such as the tuner add callbacks (e.g. Optuna pruning)
+    without a config of their own.
+    """
+    run = build_run(cfg, extra_callbacks)
+    with hold_checkpoint_folder(run):
+        fit(run)
+        metrics = {"val/acc_best": float(run.model.best_val_acc), **test_best(run)}
+    metrics["epochs"] = float(run.trainer.current_epoch)
+    metrics["global_step"] = float(run.trainer.global_step)
+    write_artifacts(run, metrics)
     return metrics

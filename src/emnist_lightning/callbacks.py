@@ -1,0 +1,38 @@
+"""Lightning callbacks of this project."""
+
+from __future__ import annotations
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+
+class ConsistentModelCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint whose `last.ckpt` never names a best checkpoint that is gone.
+
+    Lightning deletes the previous best file as soon as a new best is written, before it
+    rewrites `last.ckpt`; a kill between the two leaves `last.ckpt` pointing at a deleted
+    file. Here deletions wait until `last.ckpt` records the new state, so after a kill at
+    any moment the `last.ckpt` on disk and the files it names agree.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._pending_removals: list[str] = []
+
+    def _remove_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        self._pending_removals.append(filepath)
+
+    def _flush_removals(self, trainer: L.Trainer) -> None:
+        pending, self._pending_removals = self._pending_removals, []
+        for filepath in pending:
+            if filepath not in (self.best_model_path, self.last_model_path):
+                super()._remove_checkpoint(trainer, filepath)
+
+    def _save_topk_checkpoint(self, trainer: L.Trainer, monitor_candidates) -> None:
+        super()._save_topk_checkpoint(trainer, monitor_candidates)
+        if not self.save_last:  # nothing else will record the new state: remove now
+            self._flush_removals(trainer)
+
+    def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates) -> None:
+        super()._save_last_checkpoint(trainer, monitor_candidates)
+        self._flush_removals(trainer)
