@@ -1,0 +1,198 @@
+"""serve(cfg): load the model, then run LitServe with the page at / and POST /predict."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+import urllib.request
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from ..checkpoints import load_predictor, resolve_model_path
+from ..errors import ConfigError
+
+# LitServe binds only these (it refuses any other host before starting).
+HOSTS = ("127.0.0.1", "0.0.0.0", "::")
+API_PATH = "/predict"
+PAGE_DIR = Path(str(files("emnist_lightning.serving") / "page"))
+# The page loads nothing from elsewhere; the browser refuses anything else it might try.
+PAGE_POLICY = (
+    "default-src 'self'; img-src 'self' data: blob:; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """One-line errors for settings the server cannot start with."""
+    if cfg.host not in HOSTS:
+        raise ConfigError(
+            f"host={cfg.host} is not supported: use 127.0.0.1 (this machine only), 0.0.0.0 (all "
+            "IPv4 interfaces) or :: (all interfaces); put a reverse proxy in front for anything else"
+        )
+    if not 1024 <= int(cfg.port) <= 65535:
+        raise ConfigError(f"port={cfg.port} is invalid: use a port from 1024 to 65535, e.g. 8000")
+    for key, minimum in (("workers", 1), ("max_batch_size", 1), ("top_k", 1)):
+        if int(cfg[key]) < minimum:
+            raise ConfigError(f"{key}={cfg[key]} is invalid: it must be at least {minimum}")
+    for key in ("api_servers", "threads_per_worker"):
+        if cfg[key] is not None and int(cfg[key]) < 1:
+            raise ConfigError(f"{key}={cfg[key]} is invalid: it must be at least 1, or null")
+    if float(cfg.batch_timeout) < 0 or float(cfg.batch_timeout) >= float(cfg.request_timeout):
+        raise ConfigError(
+            f"batch_timeout={cfg.batch_timeout} is invalid: use seconds from 0 to below "
+            f"request_timeout ({cfg.request_timeout}), e.g. 0.005"
+        )
+    if float(cfg.max_image_mb) <= 0 or float(cfg.max_megapixels) <= 0:
+        raise ConfigError("max_image_mb and max_megapixels must be positive, e.g. 10 and 40")
+    if cfg.accelerator != "cpu":
+        raise ConfigError(
+            f"accelerator={cfg.accelerator} is not supported yet: the predictors run on the CPU"
+        )
+
+
+def check_port_free(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {host}:{port} ({exc.strerror}): stop what uses it or pass "
+                "port=<another>"
+            ) from None
+
+
+def local_url(host: str, port: int) -> str:
+    """Where a browser on this machine reaches the server."""
+    return f"http://[::1]:{port}/" if host == "::" else f"http://127.0.0.1:{port}/"
+
+
+def add_page(app: Any) -> None:
+    """Replace LitServe's plain-text `/` with the drawing page and its static files."""
+    from fastapi.responses import FileResponse
+    from fastapi.staticfiles import StaticFiles
+
+    app.router.routes = [r for r in app.router.routes if getattr(r, "path", None) != "/"]
+
+    async def page() -> FileResponse:
+        return FileResponse(
+            PAGE_DIR / "index.html", headers={"Content-Security-Policy": PAGE_POLICY}
+        )
+
+    app.add_api_route("/", page, methods=["GET"], include_in_schema=False)
+    app.mount("/static", StaticFiles(directory=PAGE_DIR), name="static")
+
+
+def describe_predict_route(app: Any) -> None:
+    """Give /docs the request body LitServe's generic route leaves out."""
+    from .ingress import openapi_request_body
+
+    for route in app.router.routes:
+        if getattr(route, "path", None) == API_PATH:
+            route.summary = "Recognise the character in one image"
+            route.description = (
+                'One image as multipart field `image` or JSON `{"image": "<base64>"}`. Returns '
+                "`prediction`, `probability`, `top` (the k best characters), `input` (the 28x28 "
+                "image the model saw, base64 PNG) and `batch_size` (requests predicted together)."
+            )
+            route.openapi_extra = openapi_request_body()
+
+
+def build_server(cfg: DictConfig, model_path: Path, class_names: list[str]) -> Any:
+    """The LitServer: batching inference workers behind the image ingress, the page at /."""
+    import litserve as ls
+
+    from .api import CharacterAPI, default_threads
+    from .ingress import ImageIngress, Limits
+
+    api_servers = cfg.api_servers or cfg.workers
+    threads = cfg.threads_per_worker or default_threads(cfg.workers, api_servers)
+    api = CharacterAPI(
+        model_path=model_path,
+        top_k=int(cfg.top_k),
+        threads=int(threads),
+        max_batch_size=int(cfg.max_batch_size),
+        batch_timeout=float(cfg.batch_timeout),
+    )
+    limits = Limits(
+        max_image_bytes=int(float(cfg.max_image_mb) * 1_000_000),
+        max_pixels=int(float(cfg.max_megapixels) * 1_000_000),
+    )
+    server = ls.LitServer(
+        api,
+        accelerator=cfg.accelerator,
+        workers_per_device=int(cfg.workers),
+        timeout=float(cfg.request_timeout),
+        model_metadata={"model": str(model_path), "classes": class_names},
+        middlewares=[(ImageIngress, {"path": API_PATH, "limits": limits})],
+    )
+    add_page(server.app)
+    describe_predict_route(server.app)
+    return server
+
+
+def announce_when_ready(url: str, model_path: Path, host: str) -> None:
+    """Print the address once the workers answer (LitServe logs only its /docs address)."""
+
+    def poll() -> None:
+        while True:
+            try:
+                with urllib.request.urlopen(url + "health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        print(f"Serving {model_path}", flush=True)
+        print(f"Open {url} to draw a character (API: POST {url}predict, docs: {url}docs)")
+        if host != "127.0.0.1":
+            print(f"Listening on all interfaces ({host}): other machines use this one's address")
+        print("Ctrl-C stops the server.", flush=True)
+
+    threading.Thread(target=poll, name="announce-ready", daemon=True).start()
+
+
+def stop_on_signals() -> None:
+    """SIGTERM (kill, systemd, docker stop) and Ctrl-C stop everything cleanly.
+
+    LitServe shuts its processes down on KeyboardInterrupt in the main process. Its HTTP
+    servers are forked from it and re-raise the signal once uvicorn has shut down: they exit.
+    """
+    main = os.getpid()
+
+    def stop(signum: int, frame: Any) -> None:
+        if os.getpid() != main:
+            raise SystemExit(0)
+        raise KeyboardInterrupt
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
+
+
+def serve(cfg: DictConfig) -> None:
+    """Check settings, load the model (failing here, in one line), then serve until stopped."""
+    check_config(cfg)
+    try:
+        import litserve  # noqa: F401
+    except ImportError:
+        raise ConfigError("serving needs LitServe: pip install -e '.[serve]'") from None
+    model_path = resolve_model_path(str(cfg.ckpt_path), cfg.train_runs_dir).resolve()
+    class_names = list(load_predictor(model_path).class_names)
+    check_port_free(cfg.host, int(cfg.port))
+    server = build_server(cfg, model_path, class_names)
+    announce_when_ready(local_url(cfg.host, int(cfg.port)), model_path, cfg.host)
+    stop_on_signals()
+    server.run(
+        host=cfg.host,
+        port=int(cfg.port),
+        num_api_servers=cfg.api_servers,
+        log_level=cfg.log_level,
+        generate_client_file=False,
+    )
