@@ -63,7 +63,7 @@ def test_seed_recipe_experiment_sets_the_seed_hyperparameters(tmp_path: Path) ->
     assert cfg.model.net.dropout == pytest.approx(0.34, rel=1e-2)
     assert cfg.model.net.fc1_neurons == 196
     assert cfg.data.batch_size == 256
-    assert cfg.model.net._target_ == "emnist_lightning.nets.SeedCNN"
+    assert cfg.model.net.name == "seed_cnn"
 
 
 @pytest.mark.parametrize(
@@ -71,6 +71,8 @@ def test_seed_recipe_experiment_sets_the_seed_hyperparameters(tmp_path: Path) ->
     [
         ("model.lr=0", "model.lr"),
         ("model.lr=-1e-3", "model.lr"),
+        ("model.lr=inf", "model.lr"),
+        ("model.lr=nan", "model.lr"),
         ("model.net.dropout=1.0", "model.net.dropout"),
         ("model.net.dropout=-0.1", "model.net.dropout"),
         ("model.net.fc1_neurons=0", "model.net.fc1_neurons"),

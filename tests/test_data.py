@@ -50,7 +50,7 @@ def test_orientation_of_a_single_asymmetric_image(tmp_path: Path) -> None:
 )
 def test_every_split_loads_with_its_classes(tmp_path: Path, split: str, num_classes: int) -> None:
     write_emnist_fixture(tmp_path, split=split, train_per_class=3, test_per_class=1)
-    dm = _ready(tmp_path, split=split)
+    dm = _ready(tmp_path, split=split, val_fraction=0.34)  # one of three images per class
     assert dm.num_classes == num_classes == len(dm.characters)
     _, labels = next(iter(dm.train_dataloader()))
     assert labels.min() >= 0 and labels.max() < num_classes

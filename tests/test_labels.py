@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from emnist_lightning.errors import ConfigError
 from emnist_lightning.labels import SPLITS, split_info, to_upright
 
 
@@ -31,7 +32,7 @@ def test_letters_labels_start_at_one_in_the_files() -> None:
 
 
 def test_unknown_split_lists_the_valid_ones() -> None:
-    with pytest.raises(ValueError, match="balanced, bymerge, byclass"):
+    with pytest.raises(ConfigError, match="balanced, bymerge, byclass"):
         split_info("everything")
 
 

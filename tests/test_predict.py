@@ -8,16 +8,17 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 import torch
 from conftest import PROXY_DIR, compose_config, require_proxy_data
 from PIL import Image
 from rendered_chars import render_character
 
-from emnist_lightning.checkpoints import load_for_inference
-from emnist_lightning.exporting import export_onnx
-from emnist_lightning.inference import OnnxPredictor, load_predictor, resolve_model_path
+from emnist_lightning.checkpoints import (
+    load_predictor,
+    resolve_model_path,
+)
+from emnist_lightning.errors import ModelFileError
 from emnist_lightning.preprocess import load_character
 from emnist_lightning.training import train
 
@@ -147,7 +148,8 @@ def test_random_test_grid_from_the_seed_state_dict(trained_run: Path, tmp_path: 
     result = _predict_cli(
         f"ckpt_path={trained_run / 'character_recognition.torch'}",
         "random_test=12",
-        f"data_dir={PROXY_DIR}",
+        f"data.data_dir={PROXY_DIR}",
+        "data.download=false",
         f"hydra.run.dir={tmp_path}",
     )
     assert result.returncode == 0, result.stderr[-2000:]
@@ -164,46 +166,30 @@ def test_model_of_another_class_count_is_refused_in_one_line(
     result = _predict_cli(
         f"ckpt_path={trained_run / 'checkpoints' / 'last.ckpt'}",
         "random_test=4",
-        "split=digits",
-        f"data_dir={PROXY_DIR}",
+        "data.split=digits",
+        f"data.data_dir={PROXY_DIR}",
+        "data.download=false",
         f"hydra.run.dir={tmp_path}",
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: the model has 47 classes but split 'digits' has 10: set split= to the split it was trained on"
+        "error: the model has 47 classes but data.split=digits has 10: set data.split to the split it was trained on"
     ]
 
 
 @pytest.mark.proxy
-def test_state_dict_with_a_mismatched_class_mapping_is_refused(
+def test_state_dict_with_a_mismatched_model_card_is_refused(
     trained_run: Path, tmp_path: Path
 ) -> None:
     weights = tmp_path / "character_recognition.torch"
     weights.write_bytes((trained_run / "character_recognition.torch").read_bytes())
-    mapping = json.loads((trained_run / "class_mapping.json").read_text())
-    mapping["class_names"] = mapping["class_names"][:10]
-    (tmp_path / "class_mapping.json").write_text(json.dumps(mapping))
-    with pytest.raises(Exception, match="does not fit class_mapping.json"):
+    card = json.loads((trained_run / "model_card.json").read_text())
+    card["class_names"] = card["class_names"][:10]
+    (tmp_path / "model_card.json").write_text(json.dumps(card))
+    with pytest.raises(
+        ModelFileError, match="the weights do not fit the model card's net .*use the pair"
+    ):
         load_predictor(weights)
-
-
-@pytest.mark.proxy
-def test_onnx_export_matches_pytorch_and_predicts(trained_run: Path, tmp_path: Path) -> None:
-    model = load_for_inference(trained_run / "checkpoints" / "last.ckpt")
-    path = export_onnx(model, tmp_path / "model.onnx")
-    onnx.checker.check_model(onnx.load(str(path)))
-    images = torch.rand(9, 1, 28, 28)
-    with torch.inference_mode():
-        expected = model(images)
-    session = OnnxPredictor(path).session
-    (logits,) = session.run(None, {"images": images.numpy()})
-    assert np.abs(logits - expected.numpy()).max() < 1e-4
-    torch_predictor = load_predictor(trained_run / "checkpoints" / "last.ckpt")
-    onnx_predictor = load_predictor(path)
-    assert onnx_predictor.class_names == torch_predictor.class_names
-    assert torch.allclose(
-        onnx_predictor.probabilities(images), torch_predictor.probabilities(images), atol=1e-5
-    )
 
 
 @pytest.mark.proxy
@@ -223,7 +209,7 @@ def test_export_and_evaluate_commands_work_on_the_newest_run(
         timeout=300,
     )
     assert export.returncode == 0, export.stderr[-2000:]
-    assert {"model.onnx", "character_recognition.torch", "class_mapping.json"} <= {
+    assert {"model.onnx", "character_recognition.torch", "model_card.json"} <= {
         p.name for p in (tmp_path / "exp").iterdir()
     }
     evaluate = subprocess.run(
@@ -231,7 +217,8 @@ def test_export_and_evaluate_commands_work_on_the_newest_run(
             sys.executable,
             "evaluate.py",
             f"ckpt_path={tmp_path / 'exp' / 'model.onnx'}",
-            f"data_dir={PROXY_DIR}",
+            f"data.data_dir={PROXY_DIR}",
+            "data.download=false",
             f"paths.log_dir={logs}",
             f"hydra.run.dir={tmp_path / 'eval'}",
         ],

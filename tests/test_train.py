@@ -12,9 +12,9 @@ import torch
 from emnist_fixtures import write_emnist_fixture
 
 from emnist_lightning.checkpoints import (
-    CLASS_MAPPING_NAME,
+    CARD_NAME,
     STATE_DICT_NAME,
-    load_for_inference,
+    load_checkpoint_model,
     newest_last_checkpoint,
 )
 from emnist_lightning.errors import CheckpointError
@@ -28,8 +28,9 @@ REPORTED = ("val/acc_best", "test/loss", "test/acc", "test/f1", "test/precision"
 def test_train_fits_tests_and_writes_every_output(make_train_cfg, tmp_path: Path) -> None:
     cfg = make_train_cfg(output_dir=tmp_path / "run")
     metrics = train(cfg)
-    for name in REPORTED:
-        assert 0 <= metrics[name] <= (100 if name == "test/loss" else 1), name
+    assert set(REPORTED) <= set(metrics)
+    # The glyph fixture is easy: two epochs must do far better than chance (1/47).
+    assert metrics["test/acc"] > 0.2 and metrics["val/acc_best"] > 0.2
     assert metrics["epochs"] == 2
     run = tmp_path / "run"
     assert json.loads((run / "metrics.json").read_text()) == metrics
@@ -40,8 +41,12 @@ def test_train_fits_tests_and_writes_every_output(make_train_cfg, tmp_path: Path
     state_dict = torch.load(run / STATE_DICT_NAME, weights_only=True)
     net = SeedCNN(num_classes=47, fc1_neurons=196)
     net.load_state_dict(state_dict)  # the seed script's layout, key for key
-    mapping = json.loads((run / CLASS_MAPPING_NAME).read_text())
-    assert "".join(mapping["class_names"]) == "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabdefghnqrt"
+    card = json.loads((run / CARD_NAME).read_text())
+    assert "".join(card["class_names"]) == "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabdefghnqrt"
+    assert card["net"] == "seed_cnn" and card["net_params"] == {
+        "fc1_neurons": 196,
+        "dropout": pytest.approx(0.3397, abs=1e-4),
+    }
 
 
 def test_checkpoint_loads_weights_only_and_predicts_without_datamodule(
@@ -51,14 +56,13 @@ def test_checkpoint_loads_weights_only_and_predicts_without_datamodule(
     train(cfg)
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     raw = torch.load(ckpt, weights_only=True)
-    assert raw["inference"]["class_names"][10] == "A"
-    model = load_for_inference(ckpt)
+    assert raw["model_card"]["class_names"][10] == "A"
+    loaded = load_checkpoint_model(ckpt)
     images = torch.rand(5, 1, 28, 28)
-    probabilities = model.predict_step(images, 0)
+    probabilities = loaded.model(images).softmax(dim=1)
     assert probabilities.shape == (5, 47)
     assert torch.allclose(probabilities.sum(dim=1), torch.ones(5))
-    state = {k: v for k, v in raw["state_dict"].items()}
-    assert torch.equal(model.state_dict()["net.fc2.weight"], state["net.fc2.weight"])
+    assert torch.equal(loaded.model.net.fc2.weight, raw["state_dict"]["model.net.fc2.weight"])
 
 
 def test_training_without_a_logger_still_checkpoints(make_train_cfg, tmp_path: Path) -> None:
@@ -109,9 +113,11 @@ def test_resume_restores_epoch_optimizer_and_best_score(make_train_cfg, tmp_path
 
 def test_ckpt_path_last_resumes_the_newest_run(make_train_cfg, tmp_path: Path) -> None:
     logs = tmp_path / "logs" / "train" / "runs"
-    for name in ("older", "newer"):
+    for age, name in ((100, "older"), (0, "newer")):
         train(make_train_cfg("trainer.max_epochs=1", "test=false", output_dir=logs / name))
-        time.sleep(0.05)
+        last = logs / name / "checkpoints" / "last.ckpt"
+        stamp = time.time() - age
+        os.utime(last, (stamp, stamp))
     assert newest_last_checkpoint(logs) == logs / "newer" / "checkpoints" / "last.ckpt"
     cfg = make_train_cfg(
         "trainer.max_epochs=2", "ckpt_path=last", "test=false", output_dir=tmp_path / "resumed"
@@ -140,7 +146,9 @@ def test_checkpoint_of_another_class_count_is_refused(make_train_cfg, tmp_path: 
     cfg = make_train_cfg(
         "data.split=digits", f"ckpt_path={ckpt}", data_dir=digits, output_dir=tmp_path / "r"
     )
-    with pytest.raises(CheckpointError, match="trained on 47 classes but data.split has 10"):
+    with pytest.raises(
+        CheckpointError, match="trained with another model or data .classes: 47 vs 10"
+    ):
         train(cfg)
 
 

@@ -7,17 +7,24 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 
 class ConsistentModelCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint whose `last.ckpt` never names a best checkpoint that is gone.
+    """ModelCheckpoint whose `last.ckpt` is rewritten every epoch and never names a best
+    checkpoint that is gone.
 
     Lightning deletes the previous best file as soon as a new best is written, before it
     rewrites `last.ckpt`; a kill between the two leaves `last.ckpt` pointing at a deleted
     file. Here deletions wait until `last.ckpt` records the new state, so after a kill at
-    any moment the `last.ckpt` on disk and the files it names agree.
+    any moment the `last.ckpt` on disk and the files it names agree. Lightning (2.6) also
+    rewrites `last.ckpt` only in epochs that improved the best score, so a kill could lose
+    many epochs; here it is written at every checkpointing point.
     """
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._pending_removals: list[str] = []
+
+    def _generate_state_key(self, **kwargs) -> str:
+        # Lightning's own key, so checkpoints written with plain ModelCheckpoint resume here.
+        return f"ModelCheckpoint{kwargs!r}"
 
     def _remove_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         self._pending_removals.append(filepath)
@@ -30,6 +37,8 @@ class ConsistentModelCheckpoint(ModelCheckpoint):
 
     def _save_topk_checkpoint(self, trainer: L.Trainer, monitor_candidates) -> None:
         super()._save_topk_checkpoint(trainer, monitor_candidates)
+        # Lightning saves last.ckpt only "if a checkpoint was saved in this step".
+        self._last_global_step_saved = trainer.global_step
         if not self.save_last:  # nothing else will record the new state: remove now
             self._flush_removals(trainer)
 

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.datasets import EMNIST
 from torchvision.transforms import v2
 
-from .errors import ConfigError, DataFilesError
+from .errors import ConfigError, DataFilesError, user_errors_unwrapped
 from .idx_files import (
     check_label_range,
     check_split_files,
@@ -51,7 +51,8 @@ def _torchvision_emnist(
 
 def test_split(data_cfg: DictConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """The official test split a `data` config names (downloading it if allowed)."""
-    datamodule: EMNISTDataModule = instantiate(data_cfg)
+    with user_errors_unwrapped():
+        datamodule: EMNISTDataModule = instantiate(data_cfg)
     datamodule.prepare_data()
     return datamodule.test_set()
 

@@ -1,5 +1,10 @@
 """Errors a user can fix; entry points print them as one line instead of a traceback."""
 
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
 
 class UserError(Exception):
     """Bad input from the user (config, data files, checkpoints): the message says what to do."""
@@ -24,3 +29,20 @@ class ModelFileError(CheckpointError):
 
 class ImageInputError(UserError):
     """An image that cannot be read or holds no character."""
+
+
+@contextlib.contextmanager
+def user_errors_unwrapped() -> Iterator[None]:
+    """Re-raise a UserError that a library wrapped (Hydra's instantiate wraps every error
+    raised while building an object), so it still reaches the user as one line."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as exc:
+        cause = exc.__cause__
+        while cause is not None:
+            if isinstance(cause, UserError):
+                raise cause from None
+            cause = cause.__cause__
+        raise

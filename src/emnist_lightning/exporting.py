@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 import warnings
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig
 
-from .checkpoints import ONNX_CARD_KEY
-from .errors import UserError
+from .checkpoints import ONNX_CARD_KEY, export_state_dict, load_model, resolve_model_path
+from .errors import ConfigError, UserError
 from .model_card import ModelCard, NormalizedNet
+
+log = logging.getLogger(__name__)
+FORMATS = ("onnx", "state_dict")
 
 
 def export_onnx(card: ModelCard, model: NormalizedNet, path: str | Path) -> Path:
@@ -51,3 +56,22 @@ def export_onnx(card: ModelCard, model: NormalizedNet, path: str | Path) -> Path
     finally:
         partial.unlink(missing_ok=True)
     return path
+
+
+def export(cfg: DictConfig) -> dict[str, Path]:
+    """Write the formats `cfg.formats` asks for from any model file; returns their paths."""
+    unknown = sorted(set(cfg.formats) - set(FORMATS))
+    if unknown:
+        raise ConfigError(
+            f"formats={list(cfg.formats)} has unknown {unknown}: use any of {list(FORMATS)}"
+        )
+    loaded = load_model(resolve_model_path(str(cfg.ckpt_path), cfg.train_runs_dir))
+    out_dir = Path(cfg.paths.output_dir)
+    written: dict[str, Path] = {}
+    if "onnx" in cfg.formats:
+        written["onnx"] = export_onnx(loaded.card, loaded.model, out_dir / "model.onnx")
+        log.info("ONNX: %s", written["onnx"])
+    if "state_dict" in cfg.formats:
+        written["state_dict"] = export_state_dict(loaded.card, loaded.model.net, out_dir)
+        log.info("state_dict: %s (+ model_card.json)", written["state_dict"])
+    return written

@@ -35,6 +35,7 @@ from .checkpoints import (
     resolve_ckpt_path,
 )
 from .data import EMNISTDataModule
+from .errors import user_errors_unwrapped
 from .module import CharacterClassifier
 from .precision import resolve_precision
 from .report import METRICS_FILE, REPORT_DIR, format_metrics_table, write_report
@@ -92,22 +93,23 @@ def build_run(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) ->
     """Check the config and every data file the run will read, then build its parts."""
     OmegaConf.resolve(cfg)
     validate_config(cfg)
-    L.seed_everything(cfg.seed, workers=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.get("float32_matmul_precision"):
         torch.set_float32_matmul_precision(cfg.float32_matmul_precision)
 
-    datamodule: EMNISTDataModule = instantiate(cfg.data)
-    datamodule.check_files(test=bool(cfg.get("test")))
-    model: CharacterClassifier = instantiate(
-        cfg.model,
-        num_classes=datamodule.num_classes,
-        class_names=datamodule.characters,
-        input_mean=datamodule.mean,
-        input_std=datamodule.std,
-        split=datamodule.split,
-    )
-    loggers = _instantiate_all(cfg.get("logger"))
-    callbacks = build_callbacks(cfg, extra_callbacks, has_logger=bool(loggers))
+    with user_errors_unwrapped():
+        datamodule: EMNISTDataModule = instantiate(cfg.data)
+        datamodule.check_files(test=bool(cfg.get("test")))
+        model: CharacterClassifier = instantiate(
+            cfg.model,
+            num_classes=datamodule.num_classes,
+            class_names=datamodule.characters,
+            input_mean=datamodule.mean,
+            input_std=datamodule.std,
+            split=datamodule.split,
+        )
+        loggers = _instantiate_all(cfg.get("logger"))
+        callbacks = build_callbacks(cfg, extra_callbacks, has_logger=bool(loggers))
     checkpointing = next((cb for cb in callbacks if isinstance(cb, ModelCheckpoint)), None)
     resume_from = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.runs_dir)
     if resume_from is not None:
@@ -115,6 +117,9 @@ def build_run(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) ->
         if checkpointing is not None:
             # Keep writing where the run started, so its best-k tracking carries on.
             checkpointing.dirpath = str(resume_from.parent)
+    if checkpointing is not None and checkpointing.dirpath and rank_zero_only.rank == 0:
+        with checkpoint_folder_lock(checkpointing.dirpath):
+            pass  # refuse a busy or unwritable folder now, before the Trainer says anything
     trainer = build_trainer(cfg.trainer, callbacks, loggers)
     return Run(
         cfg, datamodule, model, trainer, checkpointing, resume_from, Path(cfg.paths.output_dir)
@@ -127,7 +132,7 @@ def hold_checkpoint_folder(run: Run) -> Iterator[None]:
     """Own the checkpoint folder while the run writes into it (the launching process only):
     refuse a second writer and clear what a killed writer left half-done."""
     folder = run.checkpointing.dirpath if run.checkpointing is not None else None
-    if folder is None or rank_zero_only.rank != 0:
+    if not folder or rank_zero_only.rank != 0:
         yield
         return
     with checkpoint_folder_lock(folder):

@@ -1,0 +1,39 @@
+"""Hydra callbacks: checks that must happen before Hydra itself touches the disk."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why `folder` cannot be created or written into, or None when it can."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(folder) else ""
+        return f"{exc.strerror or type(exc).__name__}{where}"
+    return None
+
+
+class CheckRunFolder(Callback):
+    """Refuse a run whose output folder cannot be written, in one line and before Hydra
+    would fail on it with a traceback (a log path that is a file, a read-only folder)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        folder = Path(str(config.hydra.run.dir))
+        problem = folder_problem(folder)
+        if problem is not None:
+            print(
+                f"error: cannot write the run folder {folder}: {problem}; "
+                "set paths.log_dir (or hydra.run.dir) to a writable folder",
+                file=sys.stderr,
+            )
+            raise SystemExit(2)
