@@ -444,3 +444,15 @@ def test_train_refuses_an_out_of_range_value_leaving_no_run_folder(
     )
     assert _one_error_line(result).startswith("error: model.lr=nan is invalid")
     assert not list((tmp_path / "train" / "runs").glob("*"))
+
+
+def test_best_that_is_gone_is_refused_not_replaced_by_older_weights(
+    make_train_cfg, tmp_path: Path
+) -> None:
+    runs = tmp_path / "logs" / "train" / "runs"
+    train(make_train_cfg("trainer.max_epochs=1", "test=false", output_dir=runs / "run"))
+    (best,) = (runs / "run" / "checkpoints").glob("epoch_*.ckpt")
+    assert resolve_model_path("best", runs) == best
+    best.unlink()
+    with pytest.raises(CheckpointError, match="records .* as its best checkpoint but that file"):
+        resolve_model_path("best", runs)

@@ -55,9 +55,14 @@ def most_confused_pairs(
     ]
 
 
+def row_rates(confusion: torch.Tensor) -> torch.Tensor:
+    """Each row of a count matrix as shares of its true class (rows with no images stay 0)."""
+    return confusion.float() / confusion.sum(dim=1, keepdim=True).clamp_min(1)
+
+
 def plot_confusion(confusion: torch.Tensor, class_names: list[str], path: Path) -> None:
     """Row-normalised confusion matrix (each row: where one true class went)."""
-    rates = confusion.float() / confusion.sum(dim=1, keepdim=True).clamp_min(1)
+    rates = row_rates(confusion)
     size = max(6.0, 0.22 * len(class_names))
     figure, axes = plt.subplots(figsize=(size, size))
     image = axes.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
