@@ -37,6 +37,29 @@ def proxy_data_dir() -> Path:
     return require_proxy_data()
 
 
+@pytest.fixture(scope="session")
+def proxy_trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A batch-norm CNN trained 300 steps on the real proxy handwriting (one per session)."""
+    from emnist_lightning.training import train
+
+    require_proxy_data()
+    run = tmp_path_factory.mktemp("proxy_trained") / "run"
+    overrides = [
+        f"data.data_dir={PROXY_DIR}",
+        "data.download=false",
+        "model=bn_cnn",
+        "model.net.widths=[16,32]",
+        "data.batch_size=128",
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=150",
+        "trainer.enable_progress_bar=false",
+        "++callbacks.progress_bar=null",
+        "trainer.accelerator=cpu",
+    ]
+    train(compose_config("train", overrides, run))
+    return run
+
+
 def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
     """Compose a config as the command line would, with Hydra's runtime paths pinned to tmp."""
     with initialize_config_dir(version_base="1.3", config_dir=CONF_DIR):

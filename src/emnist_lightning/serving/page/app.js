@@ -93,7 +93,8 @@ async function send(image, filename, label) {
       return;
     }
     showResult(body);
-    setStatus(label);
+    // Also here, beside the canvas: on a phone the result panel is below the fold.
+    setStatus(`${label}: ${body.prediction} (${(body.probability * 100).toFixed(1)}%)`);
   } catch (error) {
     if (mine === sequence) setStatus(`Cannot reach the server (${error.message}).`, true);
   }
@@ -102,7 +103,7 @@ async function send(image, filename, label) {
 function predictDrawing() {
   timer = null;
   if (!hasInk) return;
-  pad.toBlob((blob) => send(blob, "drawing.png", "Read from your drawing."), "image/png");
+  pad.toBlob((blob) => send(blob, "drawing.png", "Your drawing"), "image/png");
 }
 
 function clearAll() {
@@ -164,7 +165,7 @@ fileInput.addEventListener("change", () => {
   clearTimeout(timer);
   hasInk = false;
   resetCanvas();
-  send(file, file.name, `Read from ${file.name}.`);
+  send(file, file.name, file.name);
 });
 
 resetCanvas();
