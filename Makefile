@@ -1,6 +1,8 @@
 # Two commands do all set-up on a fresh machine:
 #   make train   creates .venv, installs the project, trains (extra Hydra overrides: ARGS="...")
 #   make test    creates .venv, installs the project with dev tools, runs the default test suite
+#   make serve   the drawing page and API on the newest run's best model (trains a quick one
+#                first when there is none); server overrides: ARGS="port=8080"
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
@@ -10,8 +12,11 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PROXY_DATA ?= ../shared/data/emnist-proxy
 DATA_ARGS := $(if $(wildcard $(PROXY_DATA)/EMNIST/raw/*),data.data_dir=$(PROXY_DATA) data.download=false,)
 ARGS ?=
+# The recipe `make serve` trains when no run exists yet.
+QUICK_ARGS ?= trainer.max_epochs=3
+RUNS_DIR := logs/train/runs
 
-.PHONY: install train tune test test-all lint clean
+.PHONY: install train tune serve test test-all lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +32,13 @@ train: install
 
 tune: install
 	$(PY) tune.py -m $(DATA_ARGS) $(ARGS)
+
+serve: install
+	@if [ -z "$$(find $(RUNS_DIR) -path '*/checkpoints/last.ckpt' 2>/dev/null | head -n 1)" ]; then \
+		echo "No trained model under $(RUNS_DIR) yet: training a quick one first ($(QUICK_ARGS))"; \
+		$(PY) train.py $(DATA_ARGS) $(QUICK_ARGS); \
+	fi
+	$(PY) serve.py $(ARGS)
 
 test: install
 	$(PY) -m pytest -m "not slow" $(ARGS)
