@@ -109,3 +109,18 @@ def test_command_line_prints_one_error_line_and_exits_2(tiny_emnist: Path, tmp_p
     assert error_lines == [
         "error: model.net.dropout=1.5 is invalid: it must be a number in [0, 1), e.g. 0.3"
     ]
+
+
+@pytest.mark.parametrize("experiment", _options("experiment"))
+def test_every_experiment_trains_a_few_batches(make_train_cfg, experiment: str) -> None:
+    metrics = train(
+        make_train_cfg(
+            f"experiment={experiment}",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=3",
+            "trainer.limit_val_batches=1",
+            "test=false",
+            "logger=none",
+        )
+    )
+    assert metrics["global_step"] == 3
