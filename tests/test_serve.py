@@ -327,3 +327,35 @@ def test_a_bad_model_file_or_a_busy_port_stops_serve_in_one_line(
     assert busy.returncode == 2
     lines = busy.stderr.strip().splitlines()
     assert len(lines) == 1 and f"cannot listen on 127.0.0.1:{server.port}" in lines[0], lines
+
+
+def test_load_script_reports_every_level_against_predict_py(server: Server) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/serve_load.py",
+            "--url",
+            server.url,
+            "--requests",
+            "12",
+            "--concurrency",
+            "1",
+            "4",
+            "--warmup",
+            "2",
+            "--predict-runs",
+            "1",
+            "--repeats",
+            "3",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=thread_env(),
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| serve.py")]
+    assert [row.split("|")[2].strip() for row in rows] == ["1", "4"]
+    assert all(row.split("|")[-2].strip() == "0" for row in rows)  # no errors
+    assert "| predict.py images=<one file>" in result.stdout
