@@ -13,7 +13,7 @@ PROXY_DATA ?= ../shared/data/emnist-proxy
 DATA_ARGS := $(if $(wildcard $(PROXY_DATA)/EMNIST/raw/*),data.data_dir=$(PROXY_DATA) data.download=false,)
 ARGS ?=
 # The recipe `make serve` trains when no run exists yet.
-QUICK_ARGS ?= trainer.max_epochs=3
+QUICK_ARGS ?= experiment=fast
 RUNS_DIR := logs/train/runs
 
 .PHONY: install train tune serve test test-all lint clean
