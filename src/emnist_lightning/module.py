@@ -29,6 +29,7 @@ from .model_card import (
     ModelCard,
     check_net,
 )
+from .sampling import unshard
 
 RANDOM_STATES_KEY = "random_states"
 
@@ -100,6 +101,7 @@ class CharacterClassifier(L.LightningModule):
         input_mean: float = 0.1736,
         input_std: float = 0.3317,
         split: str | None = None,
+        log_every_step: bool = True,
     ) -> None:
         super().__init__()
         class_names = list(class_names or [str(i) for i in range(num_classes)])
@@ -119,6 +121,7 @@ class CharacterClassifier(L.LightningModule):
                 "input_mean": self.card.input_mean,
                 "input_std": self.card.input_std,
                 "split": split,
+                "log_every_step": bool(log_every_step),
             }
         )
         self.model = self.card.build_model(channels_last=channels_last)
@@ -163,8 +166,15 @@ class CharacterClassifier(L.LightningModule):
         images, labels = batch
         logits = self(images)
         loss = self._loss(logits, labels)
+        # Per-step logging turns the loss into a Python float every step (a host sync and
+        # bookkeeping); log_every_step=false keeps only the epoch mean.
         self.log(
-            "train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(labels)
+            "train/loss",
+            loss,
+            on_step=self.hparams.log_every_step,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(labels),
         )
         return loss
 
@@ -202,6 +212,20 @@ class CharacterClassifier(L.LightningModule):
     def test_step(self, batch, batch_idx: int) -> None:
         logits = self._evaluate(batch, self.test_metrics, "test")
         self.test_predictions.append(logits.argmax(dim=1).cpu())
+
+    def on_test_epoch_end(self) -> None:
+        """Under DDP each process predicted its own shard of the test set: gather them all,
+        in loader order, so the report counts every test image once."""
+        if self.trainer.world_size > 1:
+            self.test_predictions = [self._gather_shards(self.test_predictions)]
+
+    def _gather_shards(self, batches: list[torch.Tensor]) -> torch.Tensor:
+        mine = torch.cat(batches) if batches else torch.empty(0, dtype=torch.long)
+        lengths = self.all_gather(torch.tensor(len(mine), device=self.device)).tolist()
+        padded = torch.full((max(lengths),), -1, dtype=mine.dtype, device=self.device)
+        padded[: len(mine)] = mine
+        gathered = self.all_gather(padded).cpu()
+        return unshard([row[:n] for row, n in zip(gathered, lengths, strict=True)])
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         images = batch[0] if isinstance(batch, (tuple, list)) else batch

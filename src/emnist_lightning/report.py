@@ -86,9 +86,11 @@ def plot_learning_curves(metrics_csv: Path, path: Path) -> bool:
     for row in rows:
         if not row.get("epoch"):
             continue
-        for key in ("train/loss_epoch", "val/loss", "val/acc"):
+        for key in ("train/loss_epoch", "train/loss", "val/loss", "val/acc"):
             if row.get(key):
-                series.setdefault(key, {})[int(row["epoch"])] = float(row[key])
+                # train/loss is the epoch mean itself when it is not logged per step
+                name = "train/loss_epoch" if key == "train/loss" else key
+                series.setdefault(name, {})[int(row["epoch"])] = float(row[key])
     if not series:
         return False
     figure, (loss_axes, acc_axes) = plt.subplots(1, 2, figsize=(10, 4))
