@@ -234,3 +234,22 @@ def test_kill_9_mid_training_leaves_a_loadable_last_checkpoint_that_resumes(tmp_
     resumed = torch.load(last, weights_only=True)
     steps_per_epoch = killed_at["global_step"] // (killed_at["epoch"] + 1)
     assert resumed["global_step"] == killed_at["global_step"] + steps_per_epoch
+
+
+def test_ema_checkpoints_hold_the_averaged_weights_and_load_for_inference(
+    make_train_cfg, tmp_path: Path
+) -> None:
+    cfg = make_train_cfg(
+        "callbacks=ema",
+        "callbacks.ema.update_starting_at_epoch=0",
+        "callbacks.ema.decay=0.9",
+        "test=false",
+        output_dir=tmp_path / "run",
+    )
+    train(cfg)
+    raw = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    averaged, current = raw["state_dict"], raw["current_model_state"]
+    key = "model.net.fc2.weight"
+    assert not torch.equal(averaged[key], current[key])  # the average, not the last step
+    loaded = load_checkpoint_model(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert torch.equal(loaded.model.net.fc2.weight, averaged[key])
