@@ -25,6 +25,7 @@ from .model_card import (
     NET_PREFIX,
     ModelCard,
     NormalizedNet,
+    check_class_names,
 )
 
 STATE_DICT_NAME = "character_recognition.torch"
@@ -101,15 +102,19 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
+def _load_plain(path: str | Path, what: str, fix: str) -> Any:
+    """torch.load with `weights_only=True`: tensors and plain containers, never objects."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelFileError(
+            f"{path} is not a readable {what} ({_first_line(exc)}): {fix}"
+        ) from None
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint as plain data (`weights_only=True`), with a clear error if it is not one."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(
-            f"{path} is not a readable checkpoint ({_first_line(exc)}): "
-            "pass a .ckpt written by train.py"
-        ) from None
+    checkpoint = _load_plain(path, "checkpoint", "pass a .ckpt written by train.py")
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise CheckpointError(
             f"{path} is not a Lightning checkpoint of this project: pass a .ckpt written by train.py"
@@ -197,13 +202,7 @@ def load_state_dict_model(path: str | Path) -> LoadedModel:
     """A ready model from a seed-style state_dict and the card beside it."""
     path = Path(path)
     card, card_path = card_beside(path)
-    try:
-        weights = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelFileError(
-            f"{path} is not a readable state_dict ({_first_line(exc)}): "
-            "use the file train.py or export.py wrote"
-        ) from None
+    weights = _load_plain(path, "state_dict", "use the file train.py or export.py wrote")
     model = card.build_model()
     _load_weights(model, weights, path, pair=f"{path.name} + {card_path.name}")
     return LoadedModel(card, model.eval(), path)
@@ -277,18 +276,7 @@ def onnx_class_names(metadata: dict[str, str], path: Path) -> list[str]:
             names = json.loads(metadata["class_names"])
         except json.JSONDecodeError:
             raise ModelFileError(f"{path}: its class_names metadata is not JSON") from None
-        card_like = {
-            "format_version": 0,
-            "net": "seed_cnn",
-            "net_params": {},
-            "class_names": names,
-            "input_mean": 0.0,
-            "input_std": 1.0,
-            "image_size": 28,
-            "orientation": "upright",
-            "foreground": "light-on-dark",
-        }
-        return list(ModelCard.from_dict(card_like, str(path)).class_names)
+        return list(check_class_names(names, str(path)))
     raise ModelFileError(f"{path} has no model_card metadata: export it with export.py")
 
 

@@ -128,7 +128,8 @@ def check_net(name: Any, params: Any, where: str) -> tuple[str, dict[str, Any]]:
     return name, cleaned
 
 
-def _class_names(value: Any, where: str) -> tuple[str, ...]:
+def check_class_names(value: Any, where: str) -> tuple[str, ...]:
+    """Class characters read from `where`: 2 to MAX_CLASSES distinct one-character strings."""
     if (
         not isinstance(value, (list, tuple))
         or not 2 <= len(value) <= MAX_CLASSES
@@ -224,7 +225,7 @@ class ModelCard:
         return cls(
             net=name,
             net_params=params,
-            class_names=_class_names(data.get("class_names"), where),
+            class_names=check_class_names(data.get("class_names"), where),
             input_mean=_field(data, "input_mean", _MEAN, where),
             input_std=_field(data, "input_std", _STD, where),
             split=split,
@@ -250,14 +251,18 @@ class ModelCard:
                 f"(one of {', '.join(LEGACY_NET_PATHS)})"
             )
         params = {k: v for k, v in net.items() if k != "_target_"}
-        name, params = check_net(name, params, where)
-        return cls(
-            net=name,
-            net_params=params,
-            class_names=_class_names(data.get("class_names"), where),
-            input_mean=_field(data, "input_mean", _MEAN, where),
-            input_std=_field(data, "input_std", _STD, where),
-        )
+        legacy = {
+            "format_version": 0,
+            "net": name,
+            "net_params": params,
+            "class_names": data.get("class_names"),
+            "input_mean": data.get("input_mean"),
+            "input_std": data.get("input_std"),
+            "image_size": IMAGE_SIZE,
+            "orientation": ORIENTATION,
+            "foreground": FOREGROUND,
+        }
+        return cls.from_dict(legacy, where)
 
     def build_net(self) -> nn.Module:
         """A freshly initialised net of this card's architecture."""
