@@ -1,7 +1,8 @@
 import csv
 import math
 import os
-import shutil
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -23,19 +24,15 @@ def sweep_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-@pytest.fixture
-def conf_copy(tmp_path: Path) -> Path:
-    """A copy of conf/, so generated experiment configs land in tmp, not in the repo."""
-    return Path(shutil.copytree(REPO / "conf", tmp_path / "conf"))
+def _conf_files() -> dict[str, float]:
+    return {str(p): p.stat().st_mtime for p in (REPO / "conf").rglob("*")}
 
 
-def _tune_cmd(data: Path, log_dir: Path, *overrides: str, conf: Path | None = None) -> list[str]:
-    config_path = [f"--config-path={conf}"] if conf else []
+def _tune_cmd(data: Path, log_dir: Path, *overrides: str) -> list[str]:
     return [
         sys.executable,
         "tune.py",
         "-m",
-        *config_path,
         f"data.data_dir={data}",
         "data.download=false",
         f"paths.log_dir={log_dir}",
@@ -60,9 +57,10 @@ def _finished(rows: list[dict[str, str]]) -> list[dict[str, str]]:
     return [r for r in rows if r["state"] in ("COMPLETE", "PRUNED", "FAIL")]
 
 
-def test_sweep_writes_every_result_and_its_retrain_command_works(
-    sweep_data, tmp_path, conf_copy
+def test_sweep_writes_every_result_and_its_printed_retrain_command_works(
+    sweep_data, tmp_path
 ) -> None:
+    conf_before = _conf_files()
     result = _run(
         _tune_cmd(
             sweep_data,
@@ -70,9 +68,9 @@ def test_sweep_writes_every_result_and_its_retrain_command_works(
             "hydra.sweeper.study_name=smoke",
             "hydra/sweeper/pruner=none",
             "model.lr=tag(log,interval(1e-4,1e-2))",
-            conf=conf_copy,
         )
     )
+    output = result.stderr + result.stdout
     sweep = tmp_path / "tune" / "smoke"
     rows = _trials(sweep)
     assert [int(r["number"]) for r in rows] == [0, 1, 2]
@@ -84,24 +82,27 @@ def test_sweep_writes_every_result_and_its_retrain_command_works(
     assert summary["best_trial"] == int(best["number"])
     assert summary["best_value"] == pytest.approx(float(best["value"]))
     assert summary["trials"] == {"COMPLETE": 3}
+    assert f"data.data_dir={sweep_data}" in summary["best_overrides"]
     for plot in ("optimization_history.png", "intermediate_values.png", "param_importances.png"):
         assert (sweep / plot).stat().st_size > 1000, plot
     for number in range(3):
         assert (sweep / f"trial_{number}" / "metrics.json").is_file()
-    assert "Trial 3/3" in result.stderr + result.stdout
+    assert "Trial 3/3" in output
+    assert not list(sweep.glob(".*.tmp"))  # atomic writes leave no temporary files
+    assert _conf_files() == conf_before  # nothing written into the source tree
 
-    experiment = conf_copy / "experiment" / "tuned" / "smoke.yaml"
-    tuned = yaml.safe_load(experiment.read_text())
+    tuned = yaml.safe_load((sweep / "experiment" / "tuned.yaml").read_text())
     assert tuned["model"]["lr"] == pytest.approx(summary["best_params"]["model.lr"])
     assert tuned["data"]["batch_size"] == summary["best_params"]["data.batch_size"]
+    # Run the retrain command exactly as printed (plus a short, quiet run).
+    printed = re.search(r"Retrain the best trial at full length: (python train\.py .*)", output)
+    assert printed, output[-2000:]
+    command = shlex.split(printed.group(1))
+    assert command[:2] == ["python", "train.py"]
     retrain = _run(
         [
             sys.executable,
-            "train.py",
-            f"--config-path={conf_copy}",
-            "experiment=tuned/smoke",
-            f"data.data_dir={sweep_data}",
-            "data.download=false",
+            *command[1:],
             f"paths.log_dir={tmp_path / 'retrain'}",
             "trainer.max_epochs=1",
             "trainer.enable_progress_bar=false",
@@ -146,6 +147,9 @@ def test_killed_sweep_resumes_keeping_finished_trials(sweep_data, tmp_path) -> N
         "hydra.sweeper.n_trials=4",
         "hydra.sweeper.pruner=none",
         "trainer.max_epochs=30",
+        # The killed sweeper stops beating; after 2 s its trial is stale.
+        "hydra.sweeper.heartbeat_interval=1",
+        "hydra.sweeper.grace_period=2",
     )
     sweep = tmp_path / "tune" / "resume"
     process = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -209,7 +213,13 @@ def test_two_workers_share_one_study_without_losing_or_repeating_trials(
 
 def test_trials_that_raise_or_return_nan_fail_and_the_sweep_goes_on(tmp_path) -> None:
     result = subprocess.run(
-        [sys.executable, "flaky_task.py", "-m", f"hydra.sweep.dir={tmp_path}"],
+        [
+            sys.executable,
+            "flaky_task.py",
+            "-m",
+            f"hydra.sweep.dir={tmp_path}",
+            "hydra.sweeper.max_failure_rate=0.9",  # 2 of the first 3 fail: go on regardless
+        ],
         cwd=REPO / "tests" / "sweep_task",
         capture_output=True,
         text=True,

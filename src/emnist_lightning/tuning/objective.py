@@ -1,23 +1,22 @@
-"""The task side of a sweep: find this job's trial and train with a pruning callback."""
+"""The task side of a sweep: find this job's trial, size its threads, train with pruning."""
 
 from __future__ import annotations
+
+import os
+from typing import Any
 
 import optuna
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from optuna_integration import PyTorchLightningPruningCallback
 
-from ..training import train
+from ..errors import ConfigError
 from .presets import component_config
-from .storage import open_storage
+from .storage import open_storage, storage_spec
 
-DEFAULT_STORAGE_NAME = "optuna.journal"
-
-
-def storage_spec(storage: str | None, sweep_dir: str) -> str:
-    """The sweep's storage: as configured, or a journal file in the sweep folder."""
-    return storage or f"{sweep_dir}/{DEFAULT_STORAGE_NAME}"
+# User attributes the task sets on its trial: how it ran, for trials.csv readers and tests.
+THREADS_ATTR = "torch_threads"
+JOB_PID_ATTR = "job_pid"
 
 
 def current_trial(cfg: DictConfig) -> optuna.Trial | None:
@@ -31,7 +30,7 @@ def current_trial(cfg: DictConfig) -> optuna.Trial | None:
         return None
     hydra_cfg = HydraConfig.get()
     sweeper = hydra_cfg.sweeper
-    spec = storage_spec(sweeper.get("storage"), hydra_cfg.sweep.dir)
+    spec = storage_spec(sweeper.get("storage"), hydra_cfg.sweep.dir, hydra_cfg.runtime.cwd)
     pruner_cfg = component_config(sweeper.get("pruner"), "pruner")
     pruner = instantiate(pruner_cfg) if pruner_cfg else optuna.pruners.NopPruner()
     storage = open_storage(spec)
@@ -41,11 +40,46 @@ def current_trial(cfg: DictConfig) -> optuna.Trial | None:
     return optuna.trial.Trial(study, trial_id)
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on (respects taskset/cgroup affinity where the OS tells)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def trial_threads(setting: Any, n_jobs: int) -> int | None:
+    """Torch threads for one trial, or None to keep torch's default (every core).
+
+    `auto` shares the cores among the `n_jobs` trials a parallel launcher runs at once, so N
+    trials on N cores do not oversubscribe them; a whole number is used as given.
+    """
+    if setting is None:
+        return None
+    if setting == "auto":
+        return None if n_jobs <= 1 else max(1, available_cpus() // n_jobs)
+    if isinstance(setting, int) and not isinstance(setting, bool) and setting >= 1:
+        return setting
+    raise ConfigError(
+        f"threads_per_trial={setting!r} is invalid: use auto, null or a whole number >= 1"
+    )
+
+
 def run_trial(cfg: DictConfig) -> float:
     """Train one trial, letting the pruner stop it after any epoch; return the objective."""
+    import torch
+    from optuna_integration import PyTorchLightningPruningCallback
+
+    from ..training import train  # the training stack loads only when a trial runs
+
     trial = current_trial(cfg)
-    callbacks = (
-        [PyTorchLightningPruningCallback(trial, monitor=cfg.pruning_monitor)] if trial else []
-    )
+    n_jobs = int(HydraConfig.get().sweeper.get("n_jobs", 1)) if trial else 1
+    threads = trial_threads(cfg.get("threads_per_trial", "auto"), n_jobs)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    callbacks = []
+    if trial is not None:
+        trial.set_user_attr(THREADS_ATTR, torch.get_num_threads())
+        trial.set_user_attr(JOB_PID_ATTR, os.getpid())
+        callbacks.append(PyTorchLightningPruningCallback(trial, monitor=cfg.pruning_monitor))
     metrics = train(cfg, extra_callbacks=callbacks)
     return metrics[cfg.objective]

@@ -6,16 +6,30 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from ..errors import ConfigError
+
 SAMPLERS: dict[str, dict[str, Any]] = {
-    "tpe": {"_target_": "optuna.samplers.TPESampler", "seed": None, "n_startup_trials": 5},
-    "random": {"_target_": "optuna.samplers.RandomSampler", "seed": None},
-    "cmaes": {"_target_": "optuna.samplers.CmaEsSampler", "seed": None, "n_startup_trials": 1},
-    "qmc": {
-        "_target_": "optuna.samplers.QMCSampler",
+    # constant_liar: a trial still running counts as a poor result, so parallel workers do
+    # not all crowd around the same promising point.
+    "tpe": {
+        "_target_": "optuna.samplers.TPESampler",
         "seed": None,
-        "qmc_type": "sobol",
-        "scramble": True,
+        "n_startup_trials": 5,
+        "constant_liar": True,
     },
+    "random": {"_target_": "optuna.samplers.RandomSampler", "seed": None},
+    # Needs the cmaes package: pip install 'emnist-lightning[cmaes]'. Categorical parameters
+    # (data.batch_size) are drawn by its independent (random) sampler.
+    "cmaes": {
+        "_target_": "optuna.samplers.CmaEsSampler",
+        "seed": None,
+        "n_startup_trials": 1,
+        "warn_independent_sampling": False,
+    },
+}
+# Python packages a sampler imports only when it first samples, with the extra that has them.
+SAMPLER_PACKAGES: dict[str, tuple[str, str]] = {
+    "optuna.samplers.CmaEsSampler": ("cmaes", "cmaes"),
 }
 PRUNERS: dict[str, dict[str, Any]] = {
     # Prune a trial whose epoch score is below the median of earlier trials at that epoch.
@@ -45,7 +59,7 @@ def component_config(value: Any, kind: str) -> dict[str, Any] | None:
     choices = SAMPLERS if kind == "sampler" else PRUNERS
     if isinstance(value, str):
         if value not in choices:
-            raise ValueError(f"unknown {kind} '{value}': use one of {', '.join(choices)}")
+            raise ConfigError(f"unknown {kind} '{value}': use one of {', '.join(choices)}")
         return dict(choices[value])
     if isinstance(value, DictConfig):
         return OmegaConf.to_container(value, resolve=True)

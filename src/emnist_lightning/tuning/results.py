@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
+import os
+import shlex
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -14,6 +17,9 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from .storage import display_spec
+from .study import OVERRIDES_ATTR, WORKER_ATTR, is_counted
+
 matplotlib.use("Agg")  # files only; never open a window
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -21,11 +27,30 @@ log = logging.getLogger(__name__)
 
 RESULTS_FILE = "optimization_results.yaml"
 TRIALS_FILE = "trials.csv"
-BEST_EXPERIMENT_FILE = "best_experiment.yaml"
+# The best trial as an experiment config: python train.py --config-dir <sweep dir> experiment=tuned
+EXPERIMENT_GROUP = "experiment"
+EXPERIMENT_NAME = "tuned"
 # Keys of a trial's job that describe the search, not the model: left out of the retrain config.
-_SEARCH_ONLY_KEYS = ("trainer.max_epochs", "trainer.limit_", "trial_number", "hydra.", "test")
+_SEARCH_ONLY_KEYS = (
+    "trainer.max_epochs",
+    "trainer.limit_",
+    "trial_number",
+    "hydra.",
+    "test",
+    "threads_per_trial",
+    "objective",
+    "pruning_monitor",
+)
 # Keys that describe this machine, not the model: passed on the retrain command line instead.
 _MACHINE_KEYS = ("paths.", "data.data_dir", "data.download")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace `path` in one step, so a reader (or a worker writing at the same time) never
+    sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def epochs_run(trial: FrozenTrial) -> int:
@@ -33,25 +58,29 @@ def epochs_run(trial: FrozenTrial) -> int:
     return len(trial.intermediate_values)
 
 
+def study_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The study's trials without those given back unrun (see study.is_counted)."""
+    return [t for t in study.get_trials(deepcopy=False) if is_counted(t)]
+
+
 def state_counts(study: optuna.Study) -> dict[str, int]:
-    return dict(Counter(t.state.name for t in study.get_trials(deepcopy=False)))
+    return dict(Counter(t.state.name for t in study_trials(study)))
 
 
 def write_trials_csv(study: optuna.Study, path: Path) -> None:
-    trials = study.get_trials(deepcopy=False)
+    trials = study_trials(study)
     param_names = sorted({name for t in trials for name in t.params})
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["number", "state", "value", *param_names, "epochs", "duration_s", "worker"])
+    for t in trials:
+        duration = t.duration.total_seconds() if t.duration else ""
         writer.writerow(
-            ["number", "state", "value", *param_names, "epochs", "duration_s", "worker"]
+            [t.number, t.state.name, "" if t.value is None else t.value]
+            + [t.params.get(name, "") for name in param_names]
+            + [epochs_run(t), duration, t.user_attrs.get(WORKER_ATTR, "")]
         )
-        for t in trials:
-            duration = t.duration.total_seconds() if t.duration else ""
-            writer.writerow(
-                [t.number, t.state.name, "" if t.value is None else t.value]
-                + [t.params.get(name, "") for name in param_names]
-                + [epochs_run(t), duration, t.user_attrs.get("worker", "")]
-            )
+    write_atomic(path, buffer.getvalue())
 
 
 def _best_trial(study: optuna.Study) -> FrozenTrial | None:
@@ -66,14 +95,20 @@ def write_results_yaml(study: optuna.Study, path: Path, storage: str) -> None:
     results: dict[str, Any] = {
         "name": "optuna",
         "study_name": study.study_name,
-        "storage": storage,
+        "storage": display_spec(storage),
         "direction": study.direction.name.lower(),
         "trials": state_counts(study),
         "best_trial": None if best is None else best.number,
         "best_value": None if best is None else float(best.value),
         "best_params": None if best is None else dict(best.params),
+        "best_overrides": None if best is None else trial_fixed_overrides(best),
     }
-    path.write_text(yaml.safe_dump(results, sort_keys=False))
+    write_atomic(path, yaml.safe_dump(results, sort_keys=False))
+
+
+def trial_fixed_overrides(trial: FrozenTrial, default: list[str] | None = None) -> list[str]:
+    """The fixed command-line overrides this trial ran with (recorded when it was asked)."""
+    return list(trial.user_attrs.get(OVERRIDES_ATTR, default or []))
 
 
 def _key(override: str) -> str:
@@ -87,6 +122,18 @@ def _is_search_only(override: str) -> bool:
 def machine_overrides(fixed: list[str]) -> list[str]:
     """The fixed overrides a retrain needs on its command line (data location, paths)."""
     return [o for o in fixed if _key(o).startswith(_MACHINE_KEYS)]
+
+
+def retrain_command(sweep_dir: Path, fixed: list[str]) -> str:
+    """The train.py command that retrains the best trial at full length, from the folder the
+    sweep was started in."""
+    parts = [
+        "python train.py",
+        f"--config-dir {shlex.quote(str(sweep_dir))}",
+        f"{EXPERIMENT_GROUP}={EXPERIMENT_NAME}",
+        *(shlex.quote(o) for o in machine_overrides(fixed)),
+    ]
+    return " ".join(parts)
 
 
 def best_experiment_yaml(best: FrozenTrial, fixed: list[str], study_name: str) -> str:
@@ -111,8 +158,7 @@ def best_experiment_yaml(best: FrozenTrial, fixed: list[str], study_name: str) -
         node[leaf] = value
     header = (
         "# @package _global_\n"
-        f"# Best trial {best.number} of study '{study_name}' (best validation accuracy "
-        f"{best.value:.4f}).\n"
+        f"# Best trial {best.number} of study '{study_name}' (objective {best.value:.4f}).\n"
     )
     body: dict[str, Any] = {}
     if group_choices:
@@ -121,20 +167,16 @@ def best_experiment_yaml(best: FrozenTrial, fixed: list[str], study_name: str) -
     return header + yaml.safe_dump(body, sort_keys=False)
 
 
-def write_best_experiment(
-    study: optuna.Study, fixed: list[str], sweep_dir: Path, experiment_dir: Path | None
-) -> Path | None:
-    """Write the retrain config in the sweep folder and, if given, as conf/experiment/tuned/<study>.yaml."""
+def write_best_experiment(study: optuna.Study, sweep_dir: Path) -> Path | None:
+    """Write the best trial as <sweep dir>/experiment/tuned.yaml, built from the overrides that
+    trial actually ran with; None while no trial is complete."""
     best = _best_trial(study)
     if best is None:
         return None
-    text = best_experiment_yaml(best, fixed, study.study_name)
-    (sweep_dir / BEST_EXPERIMENT_FILE).write_text(text)
-    if experiment_dir is None:
-        return None
-    experiment_dir.mkdir(parents=True, exist_ok=True)
-    target = experiment_dir / f"{study.study_name}.yaml"
-    target.write_text(text)
+    text = best_experiment_yaml(best, trial_fixed_overrides(best), study.study_name)
+    target = sweep_dir / EXPERIMENT_GROUP / f"{EXPERIMENT_NAME}.yaml"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(target, text)
     return target
 
 
@@ -155,8 +197,10 @@ def write_plots(study: optuna.Study, sweep_dir: Path) -> list[Path]:
                 axes = plot(study)
             figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
             figure.tight_layout()
-            figure.savefig(sweep_dir / name, dpi=120)
+            tmp = sweep_dir / f".{name}.{os.getpid()}.tmp"
+            figure.savefig(tmp, dpi=120, format="png")
             plt.close(figure)
+            os.replace(tmp, sweep_dir / name)
             written.append(sweep_dir / name)
         except Exception as exc:  # e.g. importances need two complete trials
             log.info("Skipped %s: %s", name, exc)
@@ -164,17 +208,13 @@ def write_plots(study: optuna.Study, sweep_dir: Path) -> list[Path]:
 
 
 def write_all(
-    study: optuna.Study,
-    sweep_dir: Path,
-    storage: str,
-    fixed: list[str],
-    experiment_dir: Path | None,
-    plots: bool = True,
+    study: optuna.Study, sweep_dir: Path, storage: str, plots: bool = True
 ) -> Path | None:
-    """Write every result file; returns the generated experiment config path (if any)."""
+    """Write every result file (each replaced atomically, since every worker of a study writes
+    them); returns the best trial's experiment config, if there is one yet."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
     write_results_yaml(study, sweep_dir / RESULTS_FILE, storage)
     write_trials_csv(study, sweep_dir / TRIALS_FILE)
     if plots:
         write_plots(study, sweep_dir)
-    return write_best_experiment(study, fixed, sweep_dir, experiment_dir)
+    return write_best_experiment(study, sweep_dir)

@@ -18,6 +18,18 @@ from ..errors import ConfigError
 
 
 def _distribution(override: Override) -> BaseDistribution:
+    """The Optuna distribution of one sweep override; bad bounds are a one-line ConfigError."""
+    try:
+        return _build_distribution(override)
+    except ValueError as exc:  # Optuna's checks: low > high, log with a bound <= 0, ...
+        reason = str(exc).strip().splitlines()[0]
+        raise ConfigError(
+            f"{override.get_key_element()}: {override.input_line.split('=', 1)[-1]} is not a "
+            f"valid search range: {reason}"
+        ) from None
+
+
+def _build_distribution(override: Override) -> BaseDistribution:
     value = override.value()
     key = override.get_key_element()
     if isinstance(value, ChoiceSweep):

@@ -1,8 +1,9 @@
 """Registers `hydra/sweeper=optuna_pruning` and its sampler and pruner choices with Hydra.
 
 Keys match hydra-optuna-sweeper's where they overlap (direction, study_name, storage,
-n_trials, n_jobs, sampler, params); `pruner` is new. Hydra imports this module when it
-scans the hydra_plugins namespace.
+n_trials, n_jobs, sampler, params, max_failure_rate); `pruner` and the heartbeat settings are
+new. Hydra imports this module when it scans the hydra_plugins namespace at every start, so
+it imports nothing heavy (presets is plain data).
 """
 
 from dataclasses import dataclass, field
@@ -37,8 +38,13 @@ class PruningOptunaSweeperConf:
     params: dict[str, Any] | None = None
     # Write Optuna's matplotlib plots after each batch of trials.
     plots: bool = True
-    # Also write the best trial's config as <primary config dir>/experiment/tuned/<study_name>.yaml.
-    write_experiment: bool = True
+    # Stop with exit status 1 once more than this share of the trials a run finished have
+    # failed (judged from its third trial on, and at its end). 1.0: never stop.
+    max_failure_rate: float = 0.5
+    # Seconds between the heartbeats a sweeper records for its running trials; a RUNNING
+    # trial without a beat for grace_period seconds is failed by any worker of the study.
+    heartbeat_interval: int = 10
+    grace_period: int | None = 60
 
 
 config_store = ConfigStore.instance()

@@ -1,0 +1,31 @@
+"""A training-free trial: a learning curve in x reported per "epoch", so the pruner can act.
+
+It goes through the real task-side code (emnist_lightning.tuning.objective.current_trial) to
+find its trial in the study, as tune.py's trials do.
+"""
+
+import hydra
+import optuna
+from omegaconf import DictConfig
+
+from emnist_lightning.tuning.objective import current_trial
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="curve")
+def main(cfg: DictConfig) -> float:
+    trial = current_trial(cfg)
+    if cfg.fail:
+        raise RuntimeError("every trial breaks on purpose")
+    value = 0.0
+    for epoch in range(cfg.epochs):
+        # Rises towards x (+ bonus); the width choice only shifts it a little.
+        value = cfg.x * (epoch + 1) / cfg.epochs + 0.01 * cfg.width / 64 + cfg.bonus
+        if trial is not None:
+            trial.report(value, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+    return value
+
+
+if __name__ == "__main__":
+    main()
