@@ -157,6 +157,16 @@ def test_predictions_equal_predict_py_for_the_same_files(
         assert np.abs(np.asarray(seen, dtype=np.float32) - reference).max() <= 0.51
 
 
+def test_a_data_url_from_a_canvas_is_accepted(server: Server, images: list[Path]) -> None:
+    data = images[0].read_bytes()
+    plain = post_json(server.url, {"image": base64.b64encode(data).decode()})
+    as_url = post_json(
+        server.url, {"image": "data:image/png;base64," + base64.b64encode(data).decode()}
+    )
+    assert as_url.status == 200 and as_url.body["prediction"] == plain.body["prediction"]
+    assert as_url.body["input"] == plain.body["input"]
+
+
 BLANK = _png(Image.new("L", (120, 90), 250))
 HUGE_PIXELS = _png(Image.new("1", (2100, 2100), 1))  # 4.4 megapixels in a few kilobytes
 BIG_FILE = bytes(1_100_000)  # over 1 MB as a file, under the body limit with its framing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import socket
@@ -189,6 +190,10 @@ def serve(cfg: DictConfig) -> None:
     server = build_server(cfg, model_path, class_names)
     announce_when_ready(local_url(cfg.host, int(cfg.port)), model_path, cfg.host)
     stop_on_signals()
+    # Long-lived objects (PyTorch, the app) go to the permanent generation before LitServe forks
+    # its HTTP and queue processes (Python's advice for pre-fork servers): collections then
+    # leave their shared pages alone, and the exit skips a slow final collection of them.
+    gc.freeze()
     server.run(
         host=cfg.host,
         port=int(cfg.port),
