@@ -45,3 +45,20 @@ class ConsistentModelCheckpoint(ModelCheckpoint):
     def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates) -> None:
         super()._save_last_checkpoint(trainer, monitor_candidates)
         self._flush_removals(trainer)
+
+
+class SeedEachProcess(L.Callback):
+    """Give every DDP process its own random stream for dropout and augmentation.
+
+    All processes start from `seed`, so the net starts identical everywhere; left so,
+    process r would draw exactly the dropout masks and augmentation parameters process 0
+    draws, only for other images. At fit set-up (before a resumed run restores each
+    rank's saved states) rank r reseeds with `seed + r`. One process: nothing changes.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit" and trainer.world_size > 1:
+            L.seed_everything(self.seed + trainer.global_rank, workers=True, verbose=False)

@@ -186,19 +186,22 @@ class EMNISTDataModule(L.LightningDataModule):
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def _loader(
-        self, train: bool, indices: torch.Tensor, shuffle: bool, batch_size: int
+        self, train_split: bool, indices: torch.Tensor, training: bool, batch_size: int
     ) -> DataLoader:
+        """Batches of `indices` for this rank: shuffled and padded to equal shards when
+        training, in order and each image once when evaluating."""
         rank, world_size = self._rank_and_world()
         sampler = EpochSeededBatchSampler(
             len(indices),
             batch_size,
-            shuffle=shuffle,
+            shuffle=training,
             seed=self.seed,
             rank=rank,
             world_size=world_size,
+            pad=training,
         )
         if self.in_memory:
-            images, labels = self._train if train else self._test
+            images, labels = self._train if train_split else self._test
             dataset = InMemoryBatches(images, labels, indices)
             return DataLoader(
                 dataset, batch_size=None, sampler=sampler, num_workers=self.num_workers
@@ -206,7 +209,7 @@ class EMNISTDataModule(L.LightningDataModule):
         per_sample = _torchvision_emnist(
             self.data_dir,
             self.split,
-            train,
+            train_split,
             transform=v2.Compose([v2.PILToTensor(), v2.Lambda(to_upright)]),
         )
         offset = self.info.label_offset
@@ -219,14 +222,14 @@ class EMNISTDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(True, self.train_indices, shuffle=True, batch_size=self.batch_size)
+        return self._loader(True, self.train_indices, training=True, batch_size=self.batch_size)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(True, self.val_indices, shuffle=False, batch_size=self.eval_batch_size)
+        return self._loader(True, self.val_indices, training=False, batch_size=self.eval_batch_size)
 
     def test_dataloader(self) -> DataLoader:
         all_test = torch.arange(len(self._test[1]))
-        return self._loader(False, all_test, shuffle=False, batch_size=self.eval_batch_size)
+        return self._loader(False, all_test, training=False, batch_size=self.eval_batch_size)
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch.utils.data import Sampler
+
+from .errors import ConfigError
 
 
 def stratified_split(
@@ -32,7 +34,14 @@ class EpochSeededBatchSampler(Sampler[list[int]]):
 
     The order depends only on the seed and the epoch number (Lightning calls `set_epoch`),
     so a run resumed from a checkpoint sees exactly the batches a straight run would.
-    Under multi-device training each rank takes every `world_size`-th position.
+
+    Under multi-process training each rank takes every `world_size`-th position, and every
+    rank yields the same number of batches (DDP waits forever for a rank that stopped
+    early). Training shards (`pad=True`) are topped up by repeating the epoch's first
+    positions, as torch's DistributedSampler does. Evaluation shards (`pad=False`) count
+    every image exactly once: a rank with one image fewer spreads its images over the same
+    number of batches, each one at most `batch_size`. With one process both give today's
+    plain batches of `batch_size`.
     """
 
     def __init__(
@@ -43,6 +52,7 @@ class EpochSeededBatchSampler(Sampler[list[int]]):
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        pad: bool = False,
     ) -> None:
         self.num_samples = num_samples
         self.batch_size = batch_size
@@ -50,7 +60,14 @@ class EpochSeededBatchSampler(Sampler[list[int]]):
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
+        self.pad = pad
         self.epoch = 0
+        if not pad and num_samples // world_size < len(self):
+            raise ConfigError(
+                f"{num_samples:,} evaluation images cannot give {world_size} processes the "
+                f"same number of batches of at most {batch_size}: use data.eval_batch_size "
+                ">= 2 and no more processes than images"
+            )
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -61,11 +78,36 @@ class EpochSeededBatchSampler(Sampler[list[int]]):
             order = torch.randperm(self.num_samples, generator=generator)
         else:
             order = torch.arange(self.num_samples)
+        short = -self.num_samples % self.world_size
+        if self.pad and short and self.num_samples:
+            order = torch.cat([order, order.repeat(-(-short // self.num_samples))[:short]])
         return order[self.rank :: self.world_size]
 
     def __iter__(self) -> Iterator[list[int]]:
-        yield from (chunk.tolist() for chunk in self._positions().split(self.batch_size))
+        positions = self._positions()
+        if not len(positions):
+            return
+        if self.pad or self.world_size == 1:
+            batches = positions.split(self.batch_size)
+        else:
+            batches = positions.tensor_split(len(self))
+        yield from (batch.tolist() for batch in batches)
 
     def __len__(self) -> int:
-        per_rank = len(range(self.rank, self.num_samples, self.world_size))
-        return -(-per_rank // self.batch_size)
+        """The same on every rank: batches of the largest shard."""
+        largest_shard = -(-self.num_samples // self.world_size)
+        return -(-largest_shard // self.batch_size)
+
+
+def unshard(shards: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Put per-rank results of an unshuffled evaluation back in loader order (rank r held
+    positions r, r + world_size, ...), so each image is counted once."""
+    world_size = len(shards)
+    total = sum(len(shard) for shard in shards)
+    for rank, shard in enumerate(shards):
+        if len(shard) != len(range(rank, total, world_size)):
+            raise ValueError(f"shard sizes {[len(s) for s in shards]} are not an even split")
+    merged = shards[0].new_empty((total, *shards[0].shape[1:]))
+    for rank, shard in enumerate(shards):
+        merged[rank::world_size] = shard
+    return merged

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any
 
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import (
@@ -27,6 +30,7 @@ from lightning.pytorch.callbacks import (
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
+from .callbacks import SeedEachProcess
 from .checkpoint_io import checkpoint_folder_lock, remove_partial_files
 from .checkpoints import (
     check_resume_compatible,
@@ -35,13 +39,17 @@ from .checkpoints import (
     resolve_ckpt_path,
 )
 from .data import EMNISTDataModule
-from .errors import user_errors_unwrapped
+from .errors import ConfigError, user_errors_unwrapped
 from .module import CharacterClassifier
 from .precision import resolve_precision
 from .report import METRICS_FILE, REPORT_DIR, format_metrics_table, write_report
 from .validation import validate_config
 
 log = logging.getLogger(__name__)
+
+# "<pid>:<checkpoint or empty>": what a run resumes, for the DDP processes Lightning starts
+# for it (they inherit its environment), so `ckpt_path=last` cannot differ between ranks.
+RESUME_ENV = "EMNIST_LIGHTNING_RESUME_FROM"
 
 
 @dataclass
@@ -70,6 +78,7 @@ def build_callbacks(
 ) -> list[Callback]:
     """The configured callbacks plus `extra`, minus those the trainer settings rule out."""
     callbacks: list[Callback] = _instantiate_all(cfg.get("callbacks")) + list(extra or [])
+    callbacks.append(SeedEachProcess(cfg.seed))
     if not has_logger:  # logger=none: nothing for a learning-rate monitor to log to
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
     if cfg.trainer.get("enable_progress_bar") is False:
@@ -77,16 +86,62 @@ def build_callbacks(
     return callbacks
 
 
+def resolve_sync_batchnorm(requested: bool, accelerator: str) -> bool:
+    """SyncBatchNorm only where it runs: torch refuses it for CPU tensors (gloo), so CPU
+    processes keep their own batch statistics (rank 0's are the ones saved)."""
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if requested and not on_gpu:
+        log.info("trainer.sync_batchnorm is off: SyncBatchNorm needs GPUs, this run is on CPU")
+    return bool(requested) and on_gpu
+
+
 def build_trainer(
     trainer_cfg: DictConfig, callbacks: list[Callback], loggers: list[Any]
 ) -> L.Trainer:
-    """The configured Trainer, with `precision: auto` resolved for this machine."""
-    precision = resolve_precision(
-        trainer_cfg.get("precision"), str(trainer_cfg.get("accelerator", "auto"))
-    )
+    """The configured Trainer, with `precision: auto` and `sync_batchnorm` resolved for this
+    machine."""
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
     return instantiate(
-        trainer_cfg, callbacks=callbacks, logger=loggers or False, precision=precision
+        trainer_cfg,
+        callbacks=callbacks,
+        logger=loggers or False,
+        precision=resolve_precision(trainer_cfg.get("precision"), accelerator),
+        sync_batchnorm=resolve_sync_batchnorm(trainer_cfg.get("sync_batchnorm"), accelerator),
     )
+
+
+def launching_rank_zero() -> bool:
+    """Whether this process will be global rank 0, known before the Trainer sets the ranks:
+    from LOCAL_RANK (Lightning's launcher passes it to the processes it starts), RANK
+    (torchrun), SLURM_PROCID, and NODE_RANK (Lightning's launcher on other nodes)."""
+    node_rank = os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", "0"))
+    return rank_zero_only.rank == 0 and int(node_rank) == 0
+
+
+def resume_checkpoint(cfg: DictConfig) -> Path | None:
+    """The checkpoint to resume, if any. A process Lightning's DDP launcher started (local
+    rank > 0, child of the process that wrote RESUME_ENV) takes the launcher's: a newer
+    `last.ckpt` may have appeared by the time it starts."""
+    pid, _, path = os.environ.get(RESUME_ENV, "").partition(":")
+    if int(os.environ.get("LOCAL_RANK", "0")) > 0 and pid == str(os.getppid()):
+        return Path(path) if path else None
+    resume_from = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.runs_dir)
+    os.environ[RESUME_ENV] = f"{os.getpid()}:{resume_from or ''}"
+    return resume_from
+
+
+def check_process_count(cfg: DictConfig, trainer: L.Trainer) -> None:
+    """Refuse multi-process training inside a sweep: Lightning starts the other processes by
+    running this command again, which under `-m` (every tune.py trial) reruns the sweep."""
+    in_sweep = cfg.get("trial_number") is not None or (
+        HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    )
+    if in_sweep and trainer.world_size > 1:
+        raise ConfigError(
+            f"trainer.devices x trainer.num_nodes = {trainer.world_size} processes cannot run "
+            "inside a -m sweep or tune.py trial: sweep with trainer.devices=1 (start several "
+            "tune.py workers to use more cores), then train the winner with python train.py"
+        )
 
 
 def build_run(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> Run:
@@ -111,16 +166,17 @@ def build_run(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) ->
         loggers = _instantiate_all(cfg.get("logger"))
         callbacks = build_callbacks(cfg, extra_callbacks, has_logger=bool(loggers))
     checkpointing = next((cb for cb in callbacks if isinstance(cb, ModelCheckpoint)), None)
-    resume_from = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.runs_dir)
+    resume_from = resume_checkpoint(cfg)
     if resume_from is not None:
         check_resume_compatible(resume_from, model.card)
         if checkpointing is not None:
             # Keep writing where the run started, so its best-k tracking carries on.
             checkpointing.dirpath = str(resume_from.parent)
-    if checkpointing is not None and checkpointing.dirpath and rank_zero_only.rank == 0:
+    if checkpointing is not None and checkpointing.dirpath and launching_rank_zero():
         with checkpoint_folder_lock(checkpointing.dirpath):
             pass  # refuse a busy or unwritable folder now, before the Trainer says anything
     trainer = build_trainer(cfg.trainer, callbacks, loggers)
+    check_process_count(cfg, trainer)
     return Run(
         cfg, datamodule, model, trainer, checkpointing, resume_from, Path(cfg.paths.output_dir)
     )
@@ -129,10 +185,11 @@ def build_run(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) ->
 # -- fitting and testing ---------------------------------------------------------------------
 @contextlib.contextmanager
 def hold_checkpoint_folder(run: Run) -> Iterator[None]:
-    """Own the checkpoint folder while the run writes into it (the launching process only):
-    refuse a second writer and clear what a killed writer left half-done."""
+    """Own the checkpoint folder while the run writes into it (global rank 0 only, the
+    process that writes checkpoints): refuse a second writer and clear what a killed writer
+    left half-done."""
     folder = run.checkpointing.dirpath if run.checkpointing is not None else None
-    if not folder or rank_zero_only.rank != 0:
+    if not folder or not launching_rank_zero():
         yield
         return
     with checkpoint_folder_lock(folder):
@@ -144,7 +201,8 @@ def hold_checkpoint_folder(run: Run) -> Iterator[None]:
 def fit(run: Run) -> None:
     """Train (or resume) the model."""
     run.output_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(run.cfg, run.output_dir / "config_resolved.yaml")
+    if launching_rank_zero():
+        OmegaConf.save(run.cfg, run.output_dir / "config_resolved.yaml")
     if run.resume_from is not None:
         log.info("Resuming from %s", run.resume_from)
     run.trainer.fit(run.model, datamodule=run.datamodule, ckpt_path=run.resume_from)
@@ -175,7 +233,7 @@ def _metrics_csv(trainer: L.Trainer) -> Path | None:
 
 def write_test_report(run: Run) -> None:
     """Confusion matrix, per-class scores, top confusions and learning curves, from the
-    predictions the test pass collected."""
+    predictions the test pass collected (under DDP, every process's, gathered)."""
     predictions = torch.cat(run.model.test_predictions)
     pairs = write_report(
         predictions,
@@ -192,7 +250,7 @@ def write_artifacts(run: Run, metrics: dict[str, float]) -> None:
     """The report, the seed-style state_dict + model card, and metrics.json (rank 0 only)."""
     if not run.trainer.is_global_zero:
         return
-    if run.cfg.get("test") and run.trainer.world_size == 1:
+    if run.cfg.get("test"):
         write_test_report(run)
     export_state_dict(run.model.card, run.model.model.net, run.output_dir)
     (run.output_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
