@@ -1,10 +1,14 @@
-"""Characters drawn with Pillow as a user's photo or drawing might look."""
+"""Characters drawn with Pillow as a user's photo or drawing might look; handwriting fonts."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import pytest
 from PIL import Image, ImageDraw, ImageFont
+
+from emnist_lightning.font_set import HAND_FONTS, HandFont, find_fonts, font_packages
 
 
 def render_character(
@@ -25,3 +29,17 @@ def render_character(
     )
     image.save(path)
     return path
+
+
+def require_hand_fonts(names: tuple[str, ...] = ()) -> dict[HandFont, Path]:
+    """The installed handwriting fonts (only `names`, by file, if given); skips outside CI
+    when they are missing, fails in CI, whose .ci/run installs them."""
+    wanted = [f for f in HAND_FONTS if not names or f.file in names]
+    found = find_fonts(wanted)
+    if len(found) < len(wanted):
+        missing = font_packages([f for f in wanted if f not in found])
+        message = f"handwriting fonts missing: apt-get install {' '.join(missing)}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return found

@@ -1,15 +1,21 @@
+import io
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 from rendered_chars import render_character
 
+from emnist_lightning.errors import ImageInputError
 from emnist_lightning.preprocess import (
-    ImageInputError,
+    STROKE_RANGE,
     expand_image_paths,
     load_character,
+    normalise_stroke_width,
+    stroke_width,
     to_emnist_frame,
 )
 
@@ -77,3 +83,135 @@ def test_folders_expand_to_their_image_files(tmp_path: Path) -> None:
     for name in ("b.png", "a.jpg", "readme.txt"):
         (tmp_path / name).write_bytes(b"")
     assert [p.name for p in expand_image_paths([str(tmp_path)])] == ["a.jpg", "b.png"]
+
+
+def _ink_frame(size: int = 80) -> np.ndarray:
+    """A "7" as floats: 1 on 0, so each test can store it in its own format."""
+    pixels = np.zeros((size, size), dtype=np.float32)
+    pixels[10:18, 15:65] = 1.0
+    for row in range(18, 70):
+        col = 60 - (row - 18) // 2
+        pixels[row, col - 4 : col + 4] = 1.0
+    return pixels
+
+
+def test_float_tiff_is_read_by_its_own_range(tmp_path: Path) -> None:
+    ink = _ink_frame()
+    Image.fromarray(ink * 0.5 + 0.25, mode="F").save(tmp_path / "seven.tif")  # 0.25 .. 0.75
+    Image.fromarray((ink * 255).astype(np.uint8), mode="L").save(tmp_path / "seven.png")
+    assert Image.open(tmp_path / "seven.tif").mode == "F"
+    from_tiff = load_character(tmp_path / "seven.tif")
+    assert torch.allclose(from_tiff, load_character(tmp_path / "seven.png"), atol=0.02)
+    assert from_tiff.max() == 1.0 and from_tiff[0, :, :3].max() < 0.05
+
+
+def test_sixteen_bit_png_is_read_by_its_own_range(tmp_path: Path) -> None:
+    ink = _ink_frame()
+    Image.fromarray((1000 + ink * 50_000).astype(np.uint16)).save(tmp_path / "seven16.png")
+    Image.fromarray((ink * 255).astype(np.uint8), mode="L").save(tmp_path / "seven.png")
+    assert Image.open(tmp_path / "seven16.png").mode.startswith("I")
+    assert torch.allclose(
+        load_character(tmp_path / "seven16.png"), load_character(tmp_path / "seven.png"), atol=0.02
+    )
+
+
+def test_constant_float_tiff_is_refused_as_blank(tmp_path: Path) -> None:
+    Image.fromarray(np.full((30, 30), 7.5, dtype=np.float32), mode="F").save(tmp_path / "flat.tif")
+    with pytest.raises(ImageInputError, match="flat.tif: no ink found"):
+        load_character(tmp_path / "flat.tif")
+
+
+def write_png_header(path: Path, width: int, height: int) -> Path:
+    """A PNG that declares width x height 8-bit gray pixels (and holds none): Pillow reads the
+    size from the header, which is all its decompression-bomb check needs."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize(
+    "side", [9_500, 20_000], ids=["over-the-warning-limit", "over-the-error-limit"]
+)
+def test_image_over_the_decompression_bomb_limit_is_refused_in_one_line(
+    tmp_path: Path, side: int
+) -> None:
+    assert side * side > Image.MAX_IMAGE_PIXELS  # 89,478,485 by default
+    huge = write_png_header(tmp_path / "huge.png", side, side)
+    with pytest.raises(ImageInputError) as refused:
+        load_character(huge)
+    message = str(refused.value)
+    assert message.startswith(f"{huge}: too many pixels") and "crop or shrink" in message
+    assert "\n" not in message
+
+
+def test_a_binary_file_object_reads_like_its_path(tmp_path: Path) -> None:
+    path = render_character("K", tmp_path / "k.png")
+    with path.open("rb") as f:
+        assert torch.equal(load_character(f), load_character(path))
+    assert torch.equal(load_character(io.BytesIO(path.read_bytes())), load_character(path))
+
+
+def test_errors_for_file_objects_say_image() -> None:
+    with pytest.raises(ImageInputError, match=r"^image: not an image Pillow can read"):
+        load_character(io.BytesIO(b"not an image"))
+    blank = io.BytesIO()
+    Image.new("L", (40, 40), 255).save(blank, format="PNG")
+    with pytest.raises(ImageInputError, match=r"^image: no ink found"):
+        load_character(blank)
+
+
+def _frame_stroke_width(frame: torch.Tensor) -> float:
+    return stroke_width(frame.unsqueeze(0), smoothing=0)
+
+
+POLYLINES = {
+    "Z": [(100, 100), (500, 100), (100, 560), (500, 560)],
+    "V": [(100, 80), (300, 560), (500, 80)],
+    "L": [(150, 80), (150, 560), (450, 560)],
+}
+
+
+@pytest.mark.parametrize("char", sorted(POLYLINES))
+def test_hairline_and_marker_drawings_get_emnist_stroke_widths(tmp_path: Path, char: str) -> None:
+    """EMNIST's strokes are 2.0 to 4.4 pixels wide (5th to 95th percentile, proxy training
+    split). A 2-pixel line on a 600-pixel drawing used to come out 1.1-1.3 pixels wide and at
+    a tenth of full brightness; a 140-pixel marker 5-5.3 pixels wide."""
+    widths = {}
+    for pen in (2, 140):
+        image = Image.new("L", (600, 640), 240)
+        ImageDraw.Draw(image).line(POLYLINES[char], fill=15, width=pen, joint="curve")
+        image.save(tmp_path / f"{pen}.png")
+        frame = load_character(tmp_path / f"{pen}.png")
+        assert frame.max() == 1.0
+        widths[pen] = _frame_stroke_width(frame)
+    assert 1.6 <= widths[2] <= 2.4, widths
+    assert 3.6 <= widths[140] <= 5.0, widths
+
+
+def test_a_pen_within_emnist_range_is_left_as_drawn_and_a_hairline_is_widened() -> None:
+    bar = torch.ones(1, 1, 100, 13)  # 13% of the longer side: within EMNIST's range
+    assert torch.equal(normalise_stroke_width(bar), bar)
+    hairline = torch.ones(1, 1, 200, 2)
+    widened = normalise_stroke_width(hairline)[0, 0]
+    rows = torch.nonzero(widened.amax(dim=1)).flatten()
+    ink_height = int(rows[-1] - rows[0]) + 1
+    middle_width = float(widened[widened.shape[0] // 2].sum())
+    assert abs(middle_width - STROKE_RANGE[0] * ink_height) <= 2, (middle_width, ink_height)
+
+
+def test_huge_photo_of_a_hairline_keeps_its_strokes(tmp_path: Path) -> None:
+    """Large images are reduced by max-pooling before the strokes are measured, so a 2-pixel
+    line on a 3000-pixel photo still comes out as a whole character."""
+    image = Image.new("L", (3000, 2400), 235)
+    draw = ImageDraw.Draw(image)
+    draw.line([(800, 300), (1400, 2000), (2000, 300)], fill=20, width=2)  # a "V"
+    image.save(tmp_path / "v.png")
+    frame = load_character(tmp_path / "v.png")[0]
+    assert frame[:4, 2:8].max() > 0.5 and frame[:4, -8:-2].max() > 0.5  # both arms' tops
+    assert frame[-4:, 11:17].max() > 0.5  # the joint at the bottom
