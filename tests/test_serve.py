@@ -270,17 +270,25 @@ def _model_file(logs: Path, kind: str) -> Path:
     return export_onnx(loaded.card, loaded.model, logs.parent / "model.onnx")
 
 
-@pytest.mark.parametrize("kind", ["state_dict", pytest.param("onnx", marks=pytest.mark.slow)])
+# The state_dict server also runs unbatched (max_batch_size=1: LitServe's other loop).
+@pytest.mark.parametrize(
+    "kind, batching",
+    [("state_dict", "max_batch_size=1"), pytest.param("onnx", "", marks=pytest.mark.slow)],
+)
 def test_other_model_files_serve_the_same_answers(
-    server: Server, logs: Path, images: list[Path], kind: str
+    server: Server, logs: Path, images: list[Path], kind: str, batching: str
 ) -> None:
     model_file = _model_file(logs, kind)
-    with running_server(f"ckpt_path={model_file}", log=logs.parent / f"server_{kind}.log") as other:
+    overrides = [f"ckpt_path={model_file}", *filter(None, [batching])]
+    with running_server(*overrides, log=logs.parent / f"server_{kind}.log") as other:
         for path in images[:3]:
             want = post_file(server.url, path.read_bytes()).body
             got = post_file(other.url, path.read_bytes()).body
             assert got["prediction"] == want["prediction"]
             assert got["probability"] == pytest.approx(want["probability"], abs=1e-4)
+            assert got["input"] == want["input"]
+            if batching:
+                assert got["batch_size"] == 1
         info = request(other.url + "info", method="GET").body
         assert info["model"]["model"] == str(model_file.resolve())
 

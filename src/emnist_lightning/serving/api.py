@@ -46,7 +46,7 @@ def png_base64(image: torch.Tensor) -> str:
     """The model's input as a grayscale PNG (light ink on dark, as EMNIST), base64."""
     pixels = (image.squeeze(0).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
     buffer = io.BytesIO()
-    Image.fromarray(pixels, mode="L").save(buffer, format="PNG")
+    Image.fromarray(pixels).save(buffer, format="PNG")  # uint8 (28, 28): grayscale
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -82,7 +82,7 @@ class CharacterAPI(ls.LitAPI):
 
     # No annotation on `request` nor on encode_response's result: LitServe turns them into the
     # route's FastAPI request and response types.
-    def decode_request(self, request) -> torch.Tensor:  # noqa: ANN001
+    def decode_request(self, request) -> torch.Tensor:
         return unpack_input(request)
 
     def batch(self, inputs: list[torch.Tensor]) -> torch.Tensor:

@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 import urllib.request
+import warnings
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -115,13 +116,16 @@ def build_server(cfg: DictConfig, model_path: Path, class_names: list[str]) -> A
 
     api_servers = cfg.api_servers or cfg.workers
     threads = cfg.threads_per_worker or default_threads(cfg.workers, api_servers)
-    api = CharacterAPI(
-        model_path=model_path,
-        top_k=int(cfg.top_k),
-        threads=int(threads),
-        max_batch_size=int(cfg.max_batch_size),
-        batch_timeout=float(cfg.batch_timeout),
-    )
+    with warnings.catch_warnings():
+        # max_batch_size=1 turns batching off; CharacterAPI handles both (LitServe warns).
+        warnings.filterwarnings("ignore", message="The LitServer has both batch and unbatch")
+        api = CharacterAPI(
+            model_path=model_path,
+            top_k=int(cfg.top_k),
+            threads=int(threads),
+            max_batch_size=int(cfg.max_batch_size),
+            batch_timeout=float(cfg.batch_timeout),
+        )
     limits = Limits(
         max_image_bytes=int(float(cfg.max_image_mb) * 1_000_000),
         max_pixels=int(float(cfg.max_megapixels) * 1_000_000),
