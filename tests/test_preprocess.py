@@ -6,10 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import compose_config
 from PIL import Image, ImageDraw
 from rendered_chars import render_character
 
 from emnist_lightning.errors import ImageInputError
+from emnist_lightning.predicting import predict
 from emnist_lightning.preprocess import (
     STROKE_RANGE,
     expand_image_paths,
@@ -18,6 +20,7 @@ from emnist_lightning.preprocess import (
     stroke_width,
     to_emnist_frame,
 )
+from emnist_lightning.training import train
 
 
 def test_dark_on_light_and_light_on_dark_give_the_same_frame(tmp_path: Path) -> None:
@@ -215,3 +218,30 @@ def test_huge_photo_of_a_hairline_keeps_its_strokes(tmp_path: Path) -> None:
     frame = load_character(tmp_path / "v.png")[0]
     assert frame[:4, 2:8].max() > 0.5 and frame[:4, -8:-2].max() > 0.5  # both arms' tops
     assert frame[-4:, 11:17].max() > 0.5  # the joint at the bottom
+
+
+def test_predicting_a_folder_with_a_decompression_bomb_reports_it_and_predicts_the_rest(
+    make_train_cfg, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    train(make_train_cfg("trainer.max_epochs=1", "test=false", output_dir=run))
+    folder = tmp_path / "images"
+    folder.mkdir()
+    render_character("A", folder / "a.png")
+    Image.fromarray((_ink_frame() * 0.5).astype(np.float32), mode="F").save(folder / "seven.tif")
+    bomb = write_png_header(folder / "bomb.png", 20_000, 20_000)
+    capsys.readouterr()
+    summary = predict(
+        compose_config(
+            "predict",
+            [f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", f"images=[{folder}]"],
+            tmp_path / "predict",
+        )
+    )
+    out, err = capsys.readouterr()
+    assert summary["predicted"] == 2 and summary["failed"] == 1
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        f"error: {bomb}: too many pixels (over Pillow's limit of {Image.MAX_IMAGE_PIXELS:,}, "
+        "which guards against decompression bombs): crop or shrink it to the character"
+    ]
+    assert f"{folder / 'a.png'}: '" in out and f"{folder / 'seven.tif'}: '" in out
