@@ -163,8 +163,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--warmup", type=int, default=20, help="requests sent before measuring")
     parser.add_argument("--images", type=Path, nargs="*", help="image files (default: samples)")
-    parser.add_argument("--predict-runs", type=int, default=5, help="predict.py runs to time")
-    parser.add_argument("--repeats", type=int, default=200, help="in-process single images")
+    parser.add_argument(
+        "--predict-runs", type=int, default=5, help="predict.py runs to time (0: skip)"
+    )
+    parser.add_argument("--repeats", type=int, default=200, help="in-process images (0: skip)")
     args = parser.parse_args()
     url = args.url if args.url.endswith("/") else args.url + "/"
     if args.requests < 1 or min(args.concurrency) < 1:
@@ -178,7 +180,7 @@ def main() -> None:
         run_level(url, bodies, args.warmup, 1)
         rows = [run_level(url, bodies, args.requests, c) for c in args.concurrency]
         cli = time_predict_cli(model, images[0], args.predict_runs, Path(tmp) / "predict")
-        in_process = measure(model, args.repeats, batch_size=256)
+        in_process = measure(model, args.repeats, batch_size=256) if args.repeats else None
 
     print(
         "\n| how | clients | requests | requests/s | p50 latency | p95 latency | mean batch | errors |"
@@ -190,15 +192,18 @@ def main() -> None:
             f"| {row['requests_per_s']:,.0f} | {row['p50_ms']:.1f} ms | {row['p95_ms']:.1f} ms "
             f"| {row['mean_batch']:.1f} | {row['errors']} |"
         )
-    print(
-        f"| predict.py images=<one file>, a new process per image | 1 | {len(cli)} "
-        f"| {1 / statistics.median(cli):.2f} | {1000 * statistics.median(cli):,.0f} ms "
-        f"| {1000 * percentile(cli, 0.95):,.0f} ms | 1 | 0 |"
-    )
-    print(
-        f"| in an already-loaded process: read + preprocess + forward | 1 | {args.repeats} "
-        f"| {1000 / in_process['latency_ms']:,.0f} | {in_process['latency_ms']:.2f} ms | | 1 | 0 |"
-    )
+    if cli:
+        print(
+            f"| predict.py images=<one file>, a new process per image | 1 | {len(cli)} "
+            f"| {1 / statistics.median(cli):.2f} | {1000 * statistics.median(cli):,.0f} ms "
+            f"| {1000 * percentile(cli, 0.95):,.0f} ms | 1 | 0 |"
+        )
+    if in_process:
+        print(
+            f"| in an already-loaded process: read + preprocess + forward | 1 | {args.repeats} "
+            f"| {1000 / in_process['latency_ms']:,.0f} | {in_process['latency_ms']:.2f} ms "
+            "| | 1 | 0 |"
+        )
     if any(row["errors"] for row in rows):
         raise SystemExit(1)
 
