@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import PROXY_DIR, compose_config, require_proxy_data
+from conftest import PROXY_DIR
 from PIL import Image
 from rendered_chars import render_character
 
@@ -20,36 +20,16 @@ from emnist_lightning.checkpoints import (
 )
 from emnist_lightning.errors import ModelFileError
 from emnist_lightning.preprocess import load_character
-from emnist_lightning.training import train
 
 REPO = Path(__file__).resolve().parents[1]
 # Characters whose printed and handwritten shapes agree and that have no look-alike class.
 LEGIBLE = "234567ABEFHKMNRTXYbdehnqrt"
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A batch-norm CNN trained 300 steps on the real proxy handwriting, tested, with its report."""
-    require_proxy_data()
-    run = tmp_path_factory.mktemp("trained") / "run"
-    cfg = compose_config(
-        "train",
-        [
-            f"data.data_dir={PROXY_DIR}",
-            "data.download=false",
-            "model=bn_cnn",
-            "model.net.widths=[16,32]",
-            "data.batch_size=128",
-            "trainer.max_epochs=2",
-            "trainer.limit_train_batches=150",
-            "trainer.enable_progress_bar=false",
-            "++callbacks.progress_bar=null",
-            "trainer.accelerator=cpu",
-        ],
-        run,
-    )
-    train(cfg)
-    return run
+@pytest.fixture
+def trained_run(proxy_trained_run: Path) -> Path:
+    """A batch-norm CNN trained 300 steps on the real proxy handwriting (shared per session)."""
+    return proxy_trained_run
 
 
 def _predict_cli(*overrides: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
