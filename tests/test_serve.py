@@ -302,7 +302,7 @@ def test_other_model_files_serve_the_same_answers(
         ("batch_timeout=30", "batch_timeout=30 is invalid"),
         ("workers=0", "workers=0 is invalid"),
         ("max_image_mb=0", "max_image_mb and max_megapixels must be positive"),
-        ("accelerator=cuda", "accelerator=cuda is not supported yet"),
+        ("accelerator=cuda", "accelerator=cuda but this machine has no CUDA device"),
     ],
 )
 def test_settings_the_server_cannot_start_with_are_refused(

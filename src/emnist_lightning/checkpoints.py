@@ -252,15 +252,17 @@ class Predictor(Protocol):
 
 
 class TorchPredictor:
-    """Runs a loaded PyTorch model."""
+    """Runs a loaded PyTorch model on `device`; takes and returns CPU tensors."""
 
-    def __init__(self, loaded: LoadedModel) -> None:
+    def __init__(self, loaded: LoadedModel, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        loaded.model.to(self.device)
         self.loaded = loaded
         self.class_names = list(loaded.card.class_names)
 
     @torch.inference_mode()
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
-        return self.loaded.model(images).softmax(dim=1)
+        return self.loaded.model(images.to(self.device)).softmax(dim=1).cpu()
 
 
 def onnx_class_names(metadata: dict[str, str], path: Path) -> list[str]:
@@ -283,7 +285,7 @@ def onnx_class_names(metadata: dict[str, str], path: Path) -> list[str]:
 class OnnxPredictor:
     """Runs an exported model with onnxruntime; class names come from the file's model card."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, device: str | torch.device = "cpu") -> None:
         try:
             import onnxruntime
         except ImportError:
@@ -291,9 +293,10 @@ class OnnxPredictor:
                 "running .onnx models needs onnxruntime: pip install -e '.[onnx]'"
             ) from None
         try:
-            self.session = onnxruntime.InferenceSession(
-                str(path), providers=["CPUExecutionProvider"]
-            )
+            providers = ["CPUExecutionProvider"]
+            if torch.device(device).type == "cuda":
+                providers.insert(0, "CUDAExecutionProvider")
+            self.session = onnxruntime.InferenceSession(str(path), providers=providers)
         except Exception as exc:
             raise CheckpointError(
                 f"{path} is not a readable ONNX model ({type(exc).__name__})"
@@ -312,12 +315,12 @@ class OnnxPredictor:
         return torch.from_numpy(logits).softmax(dim=1)
 
 
-def load_predictor(path: str | Path) -> Predictor:
-    """A predictor for any model file this project writes."""
+def load_predictor(path: str | Path, device: str | torch.device = "cpu") -> Predictor:
+    """A predictor for any model file this project writes, running on `device`."""
     path = Path(path)
     if path.suffix == ".onnx":
-        return OnnxPredictor(path)
-    return TorchPredictor(load_model(path))
+        return OnnxPredictor(path, device)
+    return TorchPredictor(load_model(path), device)
 
 
 # -- compatibility ---------------------------------------------------------------------------

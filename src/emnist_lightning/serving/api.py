@@ -77,7 +77,7 @@ class CharacterAPI(ls.LitAPI):
         # Ctrl-C reaches the whole process group; the server's main process stops the workers.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         torch.set_num_threads(self.threads)
-        self.predictor = load_predictor(self.model_path)
+        self.predictor = load_predictor(self.model_path, device)
         log.info("worker on %s: %s, %d threads", device, self.model_path, self.threads)
 
     # No annotation on `request` nor on encode_response's result: LitServe turns them into the

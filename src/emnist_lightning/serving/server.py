@@ -14,6 +14,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig
 
 from ..checkpoints import load_predictor, resolve_model_path
@@ -52,9 +53,12 @@ def check_config(cfg: DictConfig) -> None:
         )
     if float(cfg.max_image_mb) <= 0 or float(cfg.max_megapixels) <= 0:
         raise ConfigError("max_image_mb and max_megapixels must be positive, e.g. 10 and 40")
-    if cfg.accelerator != "cpu":
+    if cfg.accelerator not in ("auto", "cpu", "cuda", "gpu"):
+        raise ConfigError(f"accelerator={cfg.accelerator} is invalid: use auto, cpu, cuda or gpu")
+    if cfg.accelerator in ("cuda", "gpu") and not torch.cuda.is_available():
         raise ConfigError(
-            f"accelerator={cfg.accelerator} is not supported yet: the predictors run on the CPU"
+            f"accelerator={cfg.accelerator} but this machine has no CUDA device: "
+            "use accelerator=cpu (or auto)"
         )
 
 
