@@ -25,7 +25,12 @@ from emnist_lightning.errors import ConfigError
 from emnist_lightning.evaluating import evaluate
 from emnist_lightning.report import CONFUSION_CSV, PER_CLASS_CSV
 from emnist_lightning.sampling import EpochSeededBatchSampler, unshard
-from emnist_lightning.training import resolve_sync_batchnorm, train
+from emnist_lightning.training import (
+    RESUME_ENV,
+    resolve_sync_batchnorm,
+    resume_checkpoint,
+    train,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 QUIET = [
@@ -109,6 +114,23 @@ def test_ddp_inside_a_tuning_trial_is_refused_in_one_line(make_train_cfg, tmp_pa
     with pytest.raises(ConfigError, match=r"2 processes cannot run inside a -m sweep or tune.py"):
         train(cfg)
     assert not (tmp_path / "run" / "config_resolved.yaml").exists()  # refused before fitting
+
+
+def test_processes_lightning_starts_resume_what_their_launcher_resolved(
+    make_train_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = make_train_cfg()  # no ckpt_path of its own
+    chosen = tmp_path / "older_run" / "checkpoints" / "last.ckpt"
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv(RESUME_ENV, f"{os.getppid()}:{chosen}")
+    assert resume_checkpoint(cfg) == chosen
+    monkeypatch.setenv(RESUME_ENV, f"{os.getppid()}:")
+    assert resume_checkpoint(cfg) is None
+    # A value this process did not get from its parent (inherited from further up) is ignored,
+    # and replaced by this process's own choice for the processes it may start.
+    monkeypatch.setenv(RESUME_ENV, f"{os.getppid() + 1}:{chosen}")
+    assert resume_checkpoint(cfg) is None
+    assert os.environ[RESUME_ENV] == f"{os.getpid()}:"
 
 
 # -- end to end ------------------------------------------------------------------------------
