@@ -180,3 +180,17 @@ def test_images_and_labels_of_different_lengths_are_refused(
     write_idx(folder / "emnist-balanced-train-labels-idx1-ubyte", np.zeros(7, dtype=np.uint8))
     with pytest.raises(DataFilesError, match="holds 564 images but"):
         _ready(tmp_path)
+
+
+@pytest.mark.parametrize("world_size", [1, 2])
+def test_training_batches_never_hold_a_single_image(world_size: int) -> None:
+    from emnist_lightning.sampling import EpochSeededBatchSampler
+
+    # 2 * 9 + 1 images per rank: the remainder image joins the last batch.
+    for rank in range(world_size):
+        sampler = EpochSeededBatchSampler(
+            19 * world_size, 9, shuffle=True, rank=rank, world_size=world_size, pad=True
+        )
+        sizes = [len(batch) for batch in sampler]
+        assert sizes == [9, 10] and len(sampler) == 2
+        assert len({p for batch in sampler for p in batch}) == 19

@@ -253,3 +253,16 @@ def test_ema_checkpoints_hold_the_averaged_weights_and_load_for_inference(
     assert not torch.equal(averaged[key], current[key])  # the average, not the last step
     loaded = load_checkpoint_model(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert torch.equal(loaded.model.net.fc2.weight, averaged[key])
+
+
+def test_a_partial_test_pass_skips_the_report_instead_of_failing(
+    make_train_cfg, tmp_path: Path
+) -> None:
+    metrics = train(
+        make_train_cfg(
+            "trainer.max_epochs=1", "trainer.limit_test_batches=1", "data.eval_batch_size=16",
+            output_dir=tmp_path / "run",
+        )
+    )  # fmt: skip
+    assert "test/acc" in metrics and (tmp_path / "run" / "metrics.json").is_file()
+    assert not (tmp_path / "run" / "report").exists()

@@ -38,7 +38,8 @@ class EpochSeededBatchSampler(Sampler[list[int]]):
     Under multi-process training each rank takes every `world_size`-th position, and every
     rank yields the same number of batches (DDP waits forever for a rank that stopped
     early). Training shards (`pad=True`) are topped up by repeating the epoch's first
-    positions, as torch's DistributedSampler does. Evaluation shards (`pad=False`) count
+    positions, as torch's DistributedSampler does, and never end in a one-image batch (batch
+    norm cannot train on one image). Evaluation shards (`pad=False`) count
     every image exactly once: a rank with one image fewer spreads its images over the same
     number of batches, each one at most `batch_size`. With one process both give today's
     plain batches of `batch_size`.
@@ -88,7 +89,10 @@ class EpochSeededBatchSampler(Sampler[list[int]]):
         if not len(positions):
             return
         if self.pad or self.world_size == 1:
-            batches = positions.split(self.batch_size)
+            batches = list(positions.split(self.batch_size))
+            if self.pad and len(batches) > 1 and len(batches[-1]) == 1:
+                # A one-image training batch breaks batch norm: it joins the batch before.
+                batches[-2:] = [torch.cat(batches[-2:])]
         else:
             batches = positions.tensor_split(len(self))
         yield from (batch.tolist() for batch in batches)
@@ -96,7 +100,10 @@ class EpochSeededBatchSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         """The same on every rank: batches of the largest shard."""
         largest_shard = -(-self.num_samples // self.world_size)
-        return -(-largest_shard // self.batch_size)
+        batches = -(-largest_shard // self.batch_size)
+        if self.pad and batches > 1 and largest_shard % self.batch_size == 1:
+            batches -= 1  # the lone last image joined the batch before
+        return batches
 
 
 def unshard(shards: Sequence[torch.Tensor]) -> torch.Tensor:

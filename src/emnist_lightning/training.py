@@ -235,9 +235,17 @@ def write_test_report(run: Run) -> None:
     """Confusion matrix, per-class scores, top confusions and learning curves, from the
     predictions the test pass collected (under DDP, every process's, gathered)."""
     predictions = torch.cat(run.model.test_predictions)
+    labels = run.datamodule.test_labels()
+    if len(predictions) != len(labels):  # trainer.limit_test_batches tested a part only
+        log.info(
+            "No report: the test pass covered %d of %d test images (limit_test_batches)",
+            len(predictions),
+            len(labels),
+        )
+        return
     pairs = write_report(
         predictions,
-        run.datamodule.test_labels(),
+        labels,
         run.model.class_names,
         run.output_dir / REPORT_DIR,
         _metrics_csv(run.trainer),
