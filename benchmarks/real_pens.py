@@ -91,6 +91,7 @@ def main() -> int:
             "by_pen": score.by_pen,
             "by_polarity": score.by_polarity,
             "by_font": score.by_font,
+            "confusions": score.confusions.most_common(),
         }
         if args.before:
             before = score_font_set(predictor, samples, load=load_character_before)
@@ -122,6 +123,10 @@ def main() -> int:
         if "by_pen_before" in row:
             pens = ", ".join(f"{k} {v:.2%}" for k, v in row["by_pen_before"].items())
             print(f"before, per pen: {row['model']}: {pens}")
+    print("\nmost frequent mistakes (drawn -> read, of all images read wrong):")
+    for row in results:
+        mistakes = ", ".join(f"{d}->{p} {n}" for (d, p), n in row["confusions"][:12])
+        print(f"  {row['model']}: {mistakes}")
     print("\nper font:")
     for row in results:
         fonts = ", ".join(f"{name} {acc:.0%}" for name, acc in row["by_font"].items())

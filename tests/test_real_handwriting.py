@@ -2,9 +2,11 @@
 far above chance and read characters rendered from handwriting fonts, fine pens included."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from rendered_chars import require_hand_fonts
 
 from emnist_lightning import preprocess
@@ -46,6 +48,12 @@ def test_handwriting_fonts_are_read_and_hairlines_as_well_as_the_fonts_own_pens(
     assert score.accuracy > 0.55 > 20 / 47  # chance is 1/47
     assert score.by_pen["fine"] >= score.by_pen["font"] - 0.05
     assert abs(score.by_polarity["dark_on_light"] - score.by_polarity["light_on_dark"]) < 0.08
+    blank = font_samples[0].path.with_name("blank.png")
+    Image.new("L", (60, 60), 255).save(blank)
+    with_blank = score_font_set(
+        predictor, [*font_samples[:4], replace(font_samples[0], path=blank)]
+    )
+    assert with_blank.refused == 1 and with_blank.confusions[(font_samples[0].drawn, "refused")]
     monkeypatch.setattr(preprocess, "STROKE_RANGE", (0.0, 1.0))  # every pen kept as drawn
     as_drawn = score_font_set(predictor, font_samples)
     assert as_drawn.by_pen["fine"] <= score.by_pen["fine"] - 0.03, (score, as_drawn)

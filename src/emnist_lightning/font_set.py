@@ -12,9 +12,9 @@ from __future__ import annotations
 import csv
 import io
 import zlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -247,6 +247,7 @@ def write_font_set(
 class FontSample:
     path: Path
     label: str
+    drawn: str
     font: str
     pen: str
     polarity: str
@@ -256,7 +257,9 @@ def read_font_set(folder: Path) -> list[FontSample]:
     """The samples listed in a folder's labels.csv."""
     with (Path(folder) / LABELS_CSV).open(newline="") as f:
         return [
-            FontSample(Path(folder) / r["file"], r["label"], r["font"], r["pen"], r["polarity"])
+            FontSample(
+                Path(folder) / r["file"], r["label"], r["drawn"], r["font"], r["pen"], r["polarity"]
+            )
             for r in csv.DictReader(f)
         ]
 
@@ -269,6 +272,8 @@ class FontSetScore:
     by_font: dict[str, float]
     by_pen: dict[str, float]
     by_polarity: dict[str, float]
+    # (drawn character, predicted class) -> count, for the images read wrong
+    confusions: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
 def score_font_set(
@@ -280,6 +285,7 @@ def score_font_set(
     """Accuracy of a predictor on the set, overall and per group; `load` prepares each file."""
     hits: list[bool] = []
     refused = 0
+    confusions: Counter[tuple[str, str]] = Counter()
     for start in range(0, len(samples), batch_size):
         chunk = samples[start : start + batch_size]
         images, readable = [], []
@@ -289,9 +295,13 @@ def score_font_set(
                 readable.append(True)
             except ImageInputError:  # what a user would get too: a miss
                 readable.append(False)
-        predicted = iter(predictor.probabilities(torch.stack(images)).argmax(dim=1).tolist())
+        indices = predictor.probabilities(torch.stack(images)).argmax(dim=1) if images else []
+        predicted = iter(list(indices))
         for sample, ok in zip(chunk, readable, strict=True):
-            hits.append(ok and predictor.class_names[next(predicted)] == sample.label)
+            answer = predictor.class_names[int(next(predicted))] if ok else "refused"
+            hits.append(answer == sample.label)
+            if answer != sample.label:
+                confusions[(sample.drawn, answer)] += 1
         refused += readable.count(False)
 
     def grouped(key: str) -> dict[str, float]:
@@ -307,4 +317,5 @@ def score_font_set(
         grouped("font"),
         grouped("pen"),
         grouped("polarity"),
+        confusions,
     )
