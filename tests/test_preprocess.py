@@ -1,5 +1,6 @@
 import io
 import struct
+import warnings
 import zlib
 from pathlib import Path
 
@@ -151,6 +152,18 @@ def test_image_over_the_decompression_bomb_limit_is_refused_in_one_line(
     message = str(refused.value)
     assert message.startswith(f"{huge}: too many pixels") and "crop or shrink" in message
     assert "\n" not in message
+
+
+def test_the_bomb_limit_holds_even_when_warning_filters_are_not_ours(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Warning filters are process-wide; in a server's threads another thread may reset them."""
+    monkeypatch.setattr(warnings, "simplefilter", lambda *args, **kwargs: None)
+    huge = write_png_header(tmp_path / "huge.png", 9_500, 9_500)  # only a warning for Pillow
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+        with pytest.raises(ImageInputError, match="huge.png: too many pixels"):
+            load_character(huge)
 
 
 def test_a_binary_file_object_reads_like_its_path(tmp_path: Path) -> None:

@@ -88,6 +88,11 @@ def load_grayscale(source: ImageSource) -> np.ndarray:
             # refuse both, so one huge file cannot exhaust the memory of a batch or a server.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(source) as image:
+                # The same check again: warning filters are process-wide, and a server
+                # reads images in threads, where another thread may restore them meanwhile.
+                limit = Image.MAX_IMAGE_PIXELS
+                if limit and image.width * image.height > limit:
+                    raise Image.DecompressionBombWarning(f"{image.width}x{image.height}")
                 return _gray(image)
     except FileNotFoundError:
         raise ImageInputError(f"{name}: no such file") from None
