@@ -39,6 +39,7 @@ def test_mlflow_logger_records_params_and_metrics_offline(
     assert float(params["lr"]) == cfg.model.lr
     assert float(params["net/dropout"]) == cfg.model.net.dropout
     assert params["split"] == "balanced" and params["num_classes"] == "47"
+    assert params["data/batch_size"] == "64" and params["trainer/max_epochs"] == "2"
     history = client.get_metric_history(run.info.run_id, "val/acc")
     assert len(history) == 2  # one value per epoch
     assert run.data.metrics["test/acc"] == metrics["test/acc"]

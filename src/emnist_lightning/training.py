@@ -144,6 +144,30 @@ def check_process_count(cfg: DictConfig, trainer: L.Trainer) -> None:
         )
 
 
+# Run settings every experiment logger records beside the module's hyperparameters.
+RUN_PARAMS = (
+    "seed",
+    "deterministic",
+    "data.batch_size",
+    "data.val_fraction",
+    "trainer.max_epochs",
+    "trainer.precision",
+    "trainer.devices",
+    "trainer.strategy",
+)
+
+
+def run_params(cfg: DictConfig) -> dict[str, Any]:
+    """The run's settings that are not the model's, as a nested dict of plain values."""
+    params: dict[str, Any] = {}
+    for key in RUN_PARAMS:
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None:
+            head, _, leaf = key.rpartition(".")
+            (params.setdefault(head, {}) if head else params)[leaf] = value
+    return params
+
+
 def build_run(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> Run:
     """Check the config and every data file the run will read, then build its parts."""
     OmegaConf.resolve(cfg)
@@ -164,6 +188,8 @@ def build_run(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) ->
             split=datamodule.split,
         )
         loggers = _instantiate_all(cfg.get("logger"))
+        for logger in loggers:  # the module logs its own hyperparameters; these are the run's
+            logger.log_hyperparams(run_params(cfg))
         callbacks = build_callbacks(cfg, extra_callbacks, has_logger=bool(loggers))
     checkpointing = next((cb for cb in callbacks if isinstance(cb, ModelCheckpoint)), None)
     resume_from = resume_checkpoint(cfg)
