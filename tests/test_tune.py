@@ -126,6 +126,7 @@ def test_bad_trials_are_pruned_and_stop_early(sweep_data, tmp_path) -> None:
             "hydra.sweeper.n_trials=6",
             "trainer.max_epochs=3",
             'hydra.sweeper.params.model.lr="choice(1e-7,0.005)"',
+            "hydra/sweeper/pruner=median",
             "hydra.sweeper.pruner.n_startup_trials=1",
             "hydra.sweeper.pruner.n_warmup_steps=0",
         )

@@ -65,8 +65,9 @@ def _trials_csv(sweep_dir: Path) -> list[dict[str, str]]:
 
 
 def test_workers_starting_together_on_an_empty_database_all_open_the_study(postgres) -> None:
-    """Optuna's table creation races (IntegrityError); open_storage retries until it wins."""
-    url = postgres.create_database("race")
+    """Optuna's table creation races (IntegrityError); open_storage retries until it wins.
+    (This test also names the driver: postgresql+psycopg:// is the same as postgresql://.)"""
+    url = postgres.create_database("race").replace("postgresql://", "postgresql+psycopg://")
     barrier = threading.Barrier(4)
     errors: list[str] = []
 

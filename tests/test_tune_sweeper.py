@@ -13,11 +13,12 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from emnist_lightning.errors import ConfigError
-from emnist_lightning.tuning.objective import trial_threads
+from emnist_lightning.tuning.objective import parallel_trials, trial_threads
 from emnist_lightning.tuning.presets import PRUNERS, SAMPLERS
 from emnist_lightning.tuning.storage import open_storage, storage_spec
 from emnist_lightning.tuning.study import (
@@ -164,12 +165,15 @@ def test_sampler_and_pruner_choices_work_from_the_command_line(tmp_path) -> None
     assert all(0.5 <= float(r["x"]) <= 1.0 for r in rows)
 
 
-def test_trials_find_the_study_when_jobs_run_in_their_own_folder(tmp_path) -> None:
-    """hydra.job.chdir=true with a relative sweep folder and the default journal storage."""
-    result = _curve("hydra.sweep.dir=relative_sweep", "hydra.job.chdir=true", cwd=tmp_path)
+@pytest.mark.parametrize("storage", ["default journal", "sqlite:///study.db"])
+def test_trials_find_the_study_when_jobs_run_in_their_own_folder(storage, tmp_path) -> None:
+    """hydra.job.chdir=true with a relative sweep folder and a relative storage path."""
+    overrides = [] if storage == "default journal" else [f"hydra.sweeper.storage={storage}"]
+    result = _curve("hydra.sweep.dir=sweep", "hydra.job.chdir=true", *overrides, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    rows = _trials(tmp_path / "relative_sweep")
+    rows = _trials(tmp_path / "sweep")
     assert len(rows) == 6 and all(int(r["epochs"]) >= 1 for r in rows)  # every trial reported
+    assert (tmp_path / ("sweep/optuna.journal" if overrides == [] else "study.db")).is_file()
 
 
 def test_the_experiment_config_keeps_the_overrides_the_best_trial_ran_with(tmp_path) -> None:
@@ -239,6 +243,12 @@ def test_threads_per_trial_auto_shares_the_cores_only_between_parallel_trials(
     assert trial_threads(3, 2) == 3
     with pytest.raises(ConfigError):
         trial_threads(0, 1)
+    # Hydra's basic launcher runs a batch of n_jobs trials one after another.
+    basic = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+    joblib = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+    for target, expected in ((basic, 1), (joblib, 4)):
+        hydra_cfg = OmegaConf.create({"launcher": {"_target_": target}, "sweeper": {"n_jobs": 4}})
+        assert parallel_trials(hydra_cfg) == expected
 
 
 def test_starting_hydra_imports_no_training_or_optuna_code() -> None:

@@ -47,21 +47,30 @@ def available_cpus() -> int:
     return os.cpu_count() or 1
 
 
-def trial_threads(setting: Any, n_jobs: int) -> int | None:
+def trial_threads(setting: Any, parallel_trials: int) -> int | None:
     """Torch threads for one trial, or None to keep torch's default (every core).
 
-    `auto` shares the cores among the `n_jobs` trials a parallel launcher runs at once, so N
-    trials on N cores do not oversubscribe them; a whole number is used as given.
+    `auto` shares the cores among the trials a parallel launcher runs at once, so N trials on
+    N cores do not oversubscribe them; a whole number is used as given.
     """
     if setting is None:
         return None
     if setting == "auto":
-        return None if n_jobs <= 1 else max(1, available_cpus() // n_jobs)
+        return None if parallel_trials <= 1 else max(1, available_cpus() // parallel_trials)
     if isinstance(setting, int) and not isinstance(setting, bool) and setting >= 1:
         return setting
     raise ConfigError(
         f"threads_per_trial={setting!r} is invalid: use auto, null or a whole number >= 1"
     )
+
+
+def parallel_trials(hydra_cfg: Any) -> int:
+    """Trials running at once on this machine: the sweeper's n_jobs, unless the launcher is
+    Hydra's basic one, which runs a batch one job after another."""
+    launcher = str(hydra_cfg.launcher.get("_target_", ""))
+    if launcher.endswith("BasicLauncher"):
+        return 1
+    return int(hydra_cfg.sweeper.get("n_jobs", 1))
 
 
 def run_trial(cfg: DictConfig) -> float:
@@ -72,8 +81,8 @@ def run_trial(cfg: DictConfig) -> float:
     from ..training import train  # the training stack loads only when a trial runs
 
     trial = current_trial(cfg)
-    n_jobs = int(HydraConfig.get().sweeper.get("n_jobs", 1)) if trial else 1
-    threads = trial_threads(cfg.get("threads_per_trial", "auto"), n_jobs)
+    running_at_once = parallel_trials(HydraConfig.get()) if trial else 1
+    threads = trial_threads(cfg.get("threads_per_trial", "auto"), running_at_once)
     if threads is not None:
         torch.set_num_threads(threads)
     callbacks = []

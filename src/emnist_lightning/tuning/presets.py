@@ -32,6 +32,16 @@ SAMPLER_PACKAGES: dict[str, tuple[str, str]] = {
     "optuna.samplers.CmaEsSampler": ("cmaes", "cmaes"),
 }
 PRUNERS: dict[str, dict[str, Any]] = {
+    # The default: after any epoch from the first on, stop a trial whose best validation score
+    # so far is not in the top quarter of earlier trials' scores at that epoch. Short trials
+    # (4 epochs) must be judged after their first epoch for pruning to pay; on the EMNIST-47
+    # proxy it saved more than 40% of the default sweep's epochs (README, "Tuning").
+    "percentile": {
+        "_target_": "optuna.pruners.PercentilePruner",
+        "percentile": 25.0,
+        "n_startup_trials": 2,
+        "n_warmup_steps": 0,
+    },
     # Prune a trial whose epoch score is below the median of earlier trials at that epoch.
     "median": {
         "_target_": "optuna.pruners.MedianPruner",

@@ -25,7 +25,7 @@ from emnist_lightning.cli import exit_on_user_error
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.tuning import results
 from emnist_lightning.tuning.heartbeat import Heartbeat
-from emnist_lightning.tuning.objective import trial_threads
+from emnist_lightning.tuning.objective import parallel_trials, trial_threads
 from emnist_lightning.tuning.presets import SAMPLER_PACKAGES, component_config
 from emnist_lightning.tuning.search_space import parse_search_space
 from emnist_lightning.tuning.storage import display_spec, open_storage, storage_spec
@@ -189,7 +189,7 @@ class PruningOptunaSweeperImpl:
                     "in hydra.sweeper.params and the command-line overrides)"
                 ) from None
             validate_config(cfg)
-            trial_threads(cfg.get("threads_per_trial"), self.n_jobs)
+            trial_threads(cfg.get("threads_per_trial"), parallel_trials(cfg.hydra))
 
     # ---- the study ----
 

@@ -20,7 +20,7 @@ class PruningOptunaSweeperConf:
     # The sweeper builds sampler and pruner itself (per trial), from their configs.
     _recursive_: bool = False
     defaults: list[Any] = field(
-        default_factory=lambda: ["_self_", {"sampler": "tpe"}, {"pruner": "median"}]
+        default_factory=lambda: ["_self_", {"sampler": "tpe"}, {"pruner": "percentile"}]
     )
     sampler: Any = None
     pruner: Any = None
