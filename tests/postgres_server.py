@@ -38,16 +38,11 @@ class PostgresServer:
 
     def create_database(self, name: str) -> str:
         """A fresh, empty database; returns its postgresql:// URL."""
-        psql = self.bin_dir / "psql"
-        if not psql.exists():
-            psql = Path(shutil.which("psql") or "psql")
-        subprocess.run(
-            [str(psql), "-h", "127.0.0.1", "-p", str(self.port), "-U", DB_USER, "-d", "postgres"]
-            + ["-v", "ON_ERROR_STOP=1", "-q", "-c", f'CREATE DATABASE "{name}"'],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
+        import psycopg
+
+        with psycopg.connect(self.url()) as conn:
+            conn.autocommit = True
+            conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
     def stop(self) -> None:

@@ -88,13 +88,29 @@ def test_workers_starting_together_on_an_empty_database_all_open_the_study(postg
     assert len(optuna.get_all_study_names(url)) == 1
 
 
+def _trials_of(url: str, pids: set[int]) -> list[optuna.trial.FrozenTrial]:
+    """The study's trials asked by the workers with these process ids (none before it exists)."""
+    try:
+        trials = optuna.load_study(study_name="pg", storage=url).get_trials()
+    except KeyError:  # the study is not created yet
+        return []
+    return [t for t in trials if int(t.user_attrs.get(WORKER_ATTR, ":0").rsplit(":")[1]) in pids]
+
+
+def _wait_for(condition, what: str, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
+
+
 def test_three_postgres_workers_run_exactly_n_trials_and_a_killed_ones_trial_fails(
     postgres, tiny_emnist, tmp_path
 ) -> None:
     """Three tune.py workers on one postgresql:// study; the first is killed with kill -9
-    in the middle of its (long) first trial. The other two finish the study: exactly n_trials
-    counted trials, no two with the same parameters, and the killed trial FAIL through its
-    missing heartbeats."""
+    in the middle of its (long) first trial while the others run. They finish the study:
+    exactly n_trials counted trials, no two with the same parameters, and the killed trial
+    FAIL through its missing heartbeats."""
     url = postgres.create_database("three_workers")
     n_trials = 7
     shared = [
@@ -106,30 +122,34 @@ def test_three_postgres_workers_run_exactly_n_trials_and_a_killed_ones_trial_fai
     ]
     commands = [
         _tune_cmd(tiny_emnist, tmp_path / f"worker{i}", *shared, f"trainer.max_epochs={epochs}")
-        for i, epochs in enumerate((60, 1, 1))
+        for i, epochs in enumerate((500, 2, 2))
     ]
-    workers = [
-        subprocess.Popen(
+
+    def start(cmd: list[str]) -> subprocess.Popen:
+        return subprocess.Popen(
             cmd, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         )
-        for cmd in commands
-    ]
+
+    workers = [start(commands[0])]
     victim = workers[0]
     try:
-        # Kill the first worker once its trial has validated an epoch (mid-trial).
-        deadline = time.time() + 300
-        killed_trial = None
-        while killed_trial is None and time.time() < deadline and victim.poll() is None:
-            time.sleep(0.3)
-            try:
-                trials = optuna.load_study(study_name="pg", storage=url).get_trials()
-            except KeyError:  # the study is not created yet
-                continue
-            for trial in trials:
-                worker = trial.user_attrs.get(WORKER_ATTR, "")
-                if worker.endswith(f":{victim.pid}") and trial.intermediate_values:
-                    killed_trial = trial.number
-        assert killed_trial is not None, "the first worker never got into a trial"
+        # The first worker gets into a trial (it has validated an epoch) ...
+        _wait_for(
+            lambda: any(t.intermediate_values for t in _trials_of(url, {victim.pid})),
+            "the first worker's trial",
+        )
+        (killed_trial,) = [t.number for t in _trials_of(url, {victim.pid})]
+        # ... the other two join the study, and the first dies in the middle of its trial.
+        workers += [start(commands[1]), start(commands[2])]
+
+        def others() -> set[int]:
+            return {w.pid for w in workers[1:]}
+
+        _wait_for(
+            lambda: len({t.user_attrs[WORKER_ATTR] for t in _trials_of(url, others())}) == 2,
+            "both other workers' first trials",
+        )
+        assert victim.poll() is None, "the first worker ended before it could be killed"
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait()
         for worker in workers[1:]:
@@ -146,7 +166,8 @@ def test_three_postgres_workers_run_exactly_n_trials_and_a_killed_ones_trial_fai
     assert len(counted) == n_trials
     states = {t.number: t.state for t in counted}
     assert states[killed_trial] == optuna.trial.TrialState.FAIL
-    assert [n for n, s in states.items() if s != optuna.trial.TrialState.COMPLETE] == [killed_trial]
+    not_complete = [n for n, s in states.items() if s != optuna.trial.TrialState.COMPLETE]
+    assert not_complete == [killed_trial]
     params = {tuple(t.params[p] for p in SEED_PARAMS) for t in counted}
     assert len(params) == n_trials  # no two trials drew the same point
     survivors = {t.user_attrs[WORKER_ATTR] for t in counted if t.number != killed_trial}

@@ -220,8 +220,9 @@ def test_a_journal_trial_without_heartbeats_goes_stale_and_fails(tmp_path) -> No
 
 def test_a_missing_database_driver_is_a_one_line_error(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "psycopg", None)  # as if not installed
-    with pytest.raises(ConfigError, match=r"emnist-lightning\[postgres\]"):
+    with pytest.raises(ConfigError, match=r"emnist-lightning\[postgres\]") as error:
         open_storage("postgresql://user:secret@127.0.0.1:5432/optuna")
+    assert "user:***@" in str(error.value) and "secret" not in str(error.value)
 
 
 def test_relative_storage_paths_are_anchored_to_the_launch_folder(tmp_path) -> None:
