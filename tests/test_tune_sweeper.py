@@ -67,6 +67,16 @@ def test_a_study_whose_trials_all_fail_stops_early_with_an_error(tmp_path) -> No
     assert [r["state"] for r in _trials(tmp_path)] == ["FAIL"] * 3  # 17 trials left for later
 
 
+def test_a_trials_user_error_stops_the_sweep_in_one_line(tmp_path) -> None:
+    """A one-line error raised in a trial (missing data files, say) would hit every trial."""
+    result = _curve(f"hydra.sweep.dir={tmp_path}", "user_error=true")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: EMNIST files missing in nowhere/ (a user error on purpose)"
+    )
+    assert [r["state"] for r in _trials(tmp_path)] == ["FAIL"]  # told, not left RUNNING
+
+
 # ---- one-line config errors, found before any trial is asked ----
 
 BAD_SWEEPS = {

@@ -8,14 +8,19 @@ import hydra
 import optuna
 from omegaconf import DictConfig
 
+from emnist_lightning.cli import exit_on_user_error
+from emnist_lightning.errors import DataFilesError
 from emnist_lightning.tuning.objective import current_trial
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="curve")
+@exit_on_user_error  # as tune.py: a user error is one line and exit status 2
 def main(cfg: DictConfig) -> float:
     trial = current_trial(cfg)
     if cfg.fail:
         raise RuntimeError("every trial breaks on purpose")
+    if cfg.user_error:
+        raise DataFilesError("EMNIST files missing in nowhere/ (a user error on purpose)")
     value = 0.0
     for epoch in range(cfg.epochs):
         # Rises towards x (+ bonus); the width choice only shifts it a little.

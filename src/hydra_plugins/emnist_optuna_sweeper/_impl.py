@@ -265,10 +265,11 @@ class PruningOptunaSweeperImpl:
                 last_error = f"launcher: {_one_line(exc)}"
                 log.error("Trials %s failed in the launcher: %s", [t.number for t in batch], exc)
                 returns = [None] * len(batch)
-            except BaseException:  # Ctrl-C: these trials will never finish
+            except BaseException:  # Ctrl-C, or a task's one-line user error: stop the sweep
                 for trial in batch:
                     heartbeat.discard(trial._trial_id)
                     study.tell(trial, state=TrialState.FAIL)
+                self._write_results(study)
                 raise
             for trial, job in zip(batch, returns, strict=True):
                 heartbeat.discard(trial._trial_id)
