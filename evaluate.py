@@ -4,12 +4,15 @@ import hydra
 from omegaconf import DictConfig
 
 from emnist_lightning.cli import exit_on_user_error
-from emnist_lightning.evaluating import evaluate
+
+# The task is imported inside main(): `--help` needs no torch.
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 @exit_on_user_error
 def main(cfg: DictConfig) -> float:
+    from emnist_lightning.evaluating import evaluate
+
     return evaluate(cfg)["test/acc"]
 
 
