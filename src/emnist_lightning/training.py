@@ -188,8 +188,6 @@ def build_run(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) ->
             split=datamodule.split,
         )
         loggers = _instantiate_all(cfg.get("logger"))
-        for logger in loggers:  # the module logs its own hyperparameters; these are the run's
-            logger.log_hyperparams(run_params(cfg))
         callbacks = build_callbacks(cfg, extra_callbacks, has_logger=bool(loggers))
     checkpointing = next((cb for cb in callbacks if isinstance(cb, ModelCheckpoint)), None)
     resume_from = resume_checkpoint(cfg)
@@ -229,6 +227,9 @@ def fit(run: Run) -> None:
     run.output_dir.mkdir(parents=True, exist_ok=True)
     if launching_rank_zero():
         OmegaConf.save(run.cfg, run.output_dir / "config_resolved.yaml")
+    # Only now, once every check has passed: a logger creates its folder when first used.
+    for logger in run.trainer.loggers:  # the module logs its own hyperparameters
+        logger.log_hyperparams(run_params(run.cfg))
     if run.resume_from is not None:
         log.info("Resuming from %s", run.resume_from)
     run.trainer.fit(run.model, datamodule=run.datamodule, ckpt_path=run.resume_from)
