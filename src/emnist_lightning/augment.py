@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import ConfigError
+
 
 class RandomAffineBatch(nn.Module):
     """Random rotation, scale, shear and shift per image of a (B, 1, H, W) float batch.
@@ -30,9 +32,9 @@ class RandomAffineBatch(nn.Module):
     ) -> None:
         super().__init__()
         if degrees < 0 or shear < 0 or not 0 <= translate < 1:
-            raise ValueError("augmentation needs degrees >= 0, shear >= 0, 0 <= translate < 1")
+            raise ConfigError("augmentation needs degrees >= 0, shear >= 0, 0 <= translate < 1")
         if not 0 < scale[0] <= scale[1]:
-            raise ValueError("augmentation scale must be (low, high) with 0 < low <= high")
+            raise ConfigError("augmentation scale must be (low, high) with 0 < low <= high")
         self.degrees = degrees
         self.translate = translate
         self.scale = tuple(scale)
@@ -78,7 +80,7 @@ class RandomElasticBatch(nn.Module):
     def __init__(self, alpha: float = 1.5, grid: int = 4, p: float = 0.5) -> None:
         super().__init__()
         if alpha < 0 or grid < 2 or not 0 <= p <= 1:
-            raise ValueError("elastic augmentation needs alpha >= 0, grid >= 2, 0 <= p <= 1")
+            raise ConfigError("elastic augmentation needs alpha >= 0, grid >= 2, 0 <= p <= 1")
         self.alpha = alpha
         self.grid = grid
         self.p = p
@@ -109,7 +111,7 @@ class RandomStrokeWidth(nn.Module):
     def __init__(self, thinner: float = 0.5, thicker: float = 1.0, p: float = 0.5) -> None:
         super().__init__()
         if not 0 <= thinner <= 1 or thicker < 0 or not 0 <= p <= 1:
-            raise ValueError("stroke-width augmentation needs 0 <= thinner <= 1, thicker >= 0")
+            raise ConfigError("stroke-width augmentation needs 0 <= thinner <= 1, thicker >= 0")
         self.thinner = thinner
         self.thicker = thicker
         self.p = p

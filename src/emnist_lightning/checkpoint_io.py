@@ -43,9 +43,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(partial, path)
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:  # torch's zip writer reports a full disk so
+            detail = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0][:200]
             raise CheckpointError(
-                f"cannot write checkpoint {path} ({exc.strerror or exc}): make its folder "
+                f"cannot write checkpoint {path} ({detail}): make its folder "
                 "writable or point paths.log_dir at one that is"
             ) from None
         finally:

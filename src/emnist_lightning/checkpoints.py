@@ -76,7 +76,7 @@ def best_checkpoint_of_newest_run(runs_dir: str | Path) -> Path:
     if not recorded:  # checkpointing kept no best (e.g. no validation): last is all there is
         return last
     best = Path(str(recorded[0]))
-    if not best.is_absolute() and not best.is_file():
+    if not best.is_file():  # a run folder that was moved or copied: look beside last.ckpt
         best = last.parent / best.name
     if not best.is_file():
         raise CheckpointError(

@@ -39,8 +39,10 @@ def remove_untouched_run_folder() -> None:
         folder = Path(hydra_cfg.runtime.output_dir)
     except (ImportError, ValueError):
         return
-    if not folder.is_dir():
-        return
+    from . import hydra_callbacks
+
+    if hydra_callbacks.created_run_folder != folder or not folder.is_dir():
+        return  # never remove a folder the run did not create itself
     ours = [
         entry
         for entry in folder.iterdir()

@@ -23,13 +23,22 @@ def folder_problem(folder: Path) -> str | None:
     return None
 
 
+# The run folder this process's CheckRunFolder created (None: it existed already). Only a
+# folder the run itself created may be removed when the run is refused.
+created_run_folder: Path | None = None
+
+
 class CheckRunFolder(Callback):
     """Refuse a run whose output folder cannot be written, in one line and before Hydra
     would fail on it with a traceback (a log path that is a file, a read-only folder)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global created_run_folder
         folder = Path(str(config.hydra.run.dir))
+        existed = folder.exists()
         problem = folder_problem(folder)
+        if problem is None and not existed:
+            created_run_folder = folder
         if problem is not None:
             print(
                 f"error: cannot write the run folder {folder}: {problem}; "

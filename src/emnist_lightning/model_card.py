@@ -75,7 +75,8 @@ def _whole_list(length: int, low: int, high: int) -> Check:
 
 
 _DROPOUT = _number(0.0, 1.0, open_high=True)
-_NEURONS = _whole(1, 65536)
+# Caps keep a hostile card from allocating gigabytes before its weights are checked.
+_NEURONS = _whole(1, 4096)
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ NETS: dict[str, NetEntry] = {
     "seed_cnn": NetEntry(SeedCNN, {"fc1_neurons": _NEURONS, "dropout": _DROPOUT}),
     "bn_cnn": NetEntry(
         BatchNormCNN,
-        {"widths": _whole_list(2, 1, 4096), "fc1_neurons": _NEURONS, "dropout": _DROPOUT},
+        {"widths": _whole_list(2, 1, 256), "fc1_neurons": _NEURONS, "dropout": _DROPOUT},
     ),
 }
 # Files written before the card named nets by module path: looked up here, never imported.

@@ -270,7 +270,7 @@ class CharacterClassifier(L.LightningModule):
         if saved is not None:
             try:
                 random_states.restore_rank(saved, self.global_rank)
-            except (TypeError, ValueError, KeyError, RuntimeError) as exc:
+            except (TypeError, ValueError, KeyError, RuntimeError, AttributeError) as exc:
                 raise CheckpointError(
                     f"the checkpoint's random states are damaged ({type(exc).__name__}): "
                     "resume from another checkpoint"

@@ -96,10 +96,13 @@ def resolve_sync_batchnorm(requested: bool, accelerator: str) -> bool:
 
 
 def build_trainer(
-    trainer_cfg: DictConfig, callbacks: list[Callback], loggers: list[Any]
+    trainer_cfg: DictConfig,
+    callbacks: list[Callback],
+    loggers: list[Any],
+    checkpointing: bool = True,
 ) -> L.Trainer:
     """The configured Trainer, with `precision: auto` and `sync_batchnorm` resolved for this
-    machine."""
+    machine; `checkpointing=False` when no checkpoint callback is configured."""
     accelerator = str(trainer_cfg.get("accelerator", "auto"))
     return instantiate(
         trainer_cfg,
@@ -107,6 +110,8 @@ def build_trainer(
         logger=loggers or False,
         precision=resolve_precision(trainer_cfg.get("precision"), accelerator),
         sync_batchnorm=resolve_sync_batchnorm(trainer_cfg.get("sync_batchnorm"), accelerator),
+        # No checkpoint callback configured (callbacks=none): no checkpoints, not Lightning's.
+        enable_checkpointing=checkpointing,
     )
 
 
@@ -199,7 +204,9 @@ def build_run(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) ->
     if checkpointing is not None and checkpointing.dirpath and launching_rank_zero():
         with checkpoint_folder_lock(checkpointing.dirpath):
             pass  # refuse a busy or unwritable folder now, before the Trainer says anything
-    trainer = build_trainer(cfg.trainer, callbacks, loggers)
+    trainer = build_trainer(
+        cfg.trainer, callbacks, loggers, checkpointing=checkpointing is not None
+    )
     check_process_count(cfg, trainer)
     return Run(
         cfg, datamodule, model, trainer, checkpointing, resume_from, Path(cfg.paths.output_dir)
@@ -232,7 +239,10 @@ def fit(run: Run) -> None:
         logger.log_hyperparams(run_params(run.cfg))
     if run.resume_from is not None:
         log.info("Resuming from %s", run.resume_from)
-    run.trainer.fit(run.model, datamodule=run.datamodule, ckpt_path=run.resume_from)
+    # weights_only: Lightning reopens the file by path; it must stay plain data there too.
+    run.trainer.fit(
+        run.model, datamodule=run.datamodule, ckpt_path=run.resume_from, weights_only=True
+    )
 
 
 def best_checkpoint(run: Run) -> str:
@@ -246,8 +256,10 @@ def test_best(run: Run) -> dict[str, float]:
         if best:
             run.model.load_state_dict(read_checkpoint(best)["state_dict"])
         return {}
-    results = run.trainer.test(run.model, datamodule=run.datamodule, ckpt_path=best or None)
-    return {k: float(v) for k, v in results[0].items()}
+    results = run.trainer.test(
+        run.model, datamodule=run.datamodule, ckpt_path=best or None, weights_only=True
+    )
+    return {k: float(v) for k, v in results[0].items()} if results else {}
 
 
 # -- artifacts -------------------------------------------------------------------------------
@@ -261,7 +273,7 @@ def _metrics_csv(trainer: L.Trainer) -> Path | None:
 def write_test_report(run: Run) -> None:
     """Confusion matrix, per-class scores, top confusions and learning curves, from the
     predictions the test pass collected (under DDP, every process's, gathered)."""
-    predictions = torch.cat(run.model.test_predictions)
+    predictions = torch.cat(run.model.test_predictions or [torch.empty(0, dtype=torch.long)])
     labels = run.datamodule.test_labels()
     if len(predictions) != len(labels):  # trainer.limit_test_batches tested a part only
         log.info(

@@ -144,6 +144,8 @@ def best_experiment_yaml(best: FrozenTrial, fixed: list[str], study_name: str) -
         if _is_search_only(override):
             continue
         key, value = override.lstrip("+").split("=", 1)
+        if any(part.startswith("_") for part in key.replace("/", ".").split(".")):
+            continue  # read back from a shared storage: never a _target_ or _partial_ key
         parsed = yaml.safe_load(value) if value else None
         if "/" in key or ("." not in key and isinstance(parsed, str)):
             group_choices[key] = value  # a config group choice such as model=seed_cnn

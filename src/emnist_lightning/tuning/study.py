@@ -128,7 +128,7 @@ def ask_trial(
     )
     if ahead >= n_trials:
         ticket.set_user_attr(OVER_BUDGET_ATTR, True)
-        study.tell(ticket, state=TrialState.FAIL)
+        study.tell(ticket, state=TrialState.FAIL, skip_if_finished=True)
         log.info("Trial #%d given back: the study's %d trials are taken", ticket.number, n_trials)
         return None
     study.sampler = sampler_for_trial(sampler_cfg, ticket.number)
@@ -145,17 +145,17 @@ def tell_result(study: optuna.Study, trial: optuna.Trial, job: JobReturn) -> Tri
     if job.status == JobStatus.COMPLETED:
         value = job.return_value
         if isinstance(value, (int, float)) and math.isfinite(value):
-            study.tell(trial, float(value))
+            study.tell(trial, float(value), skip_if_finished=True)
             return TrialState.COMPLETE
         log.warning("Trial %d returned %r, not a finite number: FAIL", trial.number, value)
-        study.tell(trial, state=TrialState.FAIL)
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         return TrialState.FAIL
     error = job._return_value  # Hydra keeps the task's exception here
     if isinstance(error, optuna.TrialPruned):
-        study.tell(trial, state=TrialState.PRUNED)
+        study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
         return TrialState.PRUNED
     log.error("Trial %d failed: %s: %s", trial.number, type(error).__name__, error)
-    study.tell(trial, state=TrialState.FAIL)
+    study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
     return TrialState.FAIL
 
 

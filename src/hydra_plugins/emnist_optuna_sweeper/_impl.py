@@ -268,13 +268,13 @@ class PruningOptunaSweeperImpl:
             except BaseException:  # Ctrl-C, or a task's one-line user error: stop the sweep
                 for trial in batch:
                     heartbeat.discard(trial._trial_id)
-                    study.tell(trial, state=TrialState.FAIL)
+                    study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
                 self._write_results(study)
                 raise
             for trial, job in zip(batch, returns, strict=True):
                 heartbeat.discard(trial._trial_id)
                 if job is None:
-                    study.tell(trial, state=TrialState.FAIL)
+                    study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
                     state = TrialState.FAIL
                 else:
                     state = tell_result(study, trial, job)
