@@ -47,8 +47,8 @@ test-all: install
 	$(PY) -m pytest $(ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check src tests train.py tune.py
-	$(VENV)/bin/ruff format --check src tests train.py tune.py
+	$(VENV)/bin/ruff check src tests benchmarks *.py
+	$(VENV)/bin/ruff format --check src tests benchmarks *.py
 
 clean:
 	rm -rf logs .pytest_cache
