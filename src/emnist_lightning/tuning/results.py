@@ -164,7 +164,13 @@ def best_experiment_yaml(best: FrozenTrial, fixed: list[str], study_name: str) -
     )
     body: dict[str, Any] = {}
     if group_choices:
-        body["defaults"] = [{f"override /{k}": v} for k, v in group_choices.items()]
+        # An experiment the sweep ran under is included whole (an experiment config cannot
+        # override the experiment group it belongs to); other groups are overridden.
+        defaults: list[Any] = [
+            f"/experiment/{v}" if k == "experiment" else {f"override /{k}": v}
+            for k, v in group_choices.items()
+        ]
+        body["defaults"] = [*defaults, "_self_"]
     body.update(nested)
     return header + yaml.safe_dump(body, sort_keys=False)
 
