@@ -13,14 +13,11 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from .atomic_files import replaced_atomically
 from .errors import CheckpointError
 
 PARTIAL_SUFFIX = ".partial"
 LOCK_NAME = ".lock"
-
-
-def _partial_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}{PARTIAL_SUFFIX}")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -35,24 +32,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
     ) -> None:
         path = Path(path)
-        partial = _partial_path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with partial.open("wb") as f:
+            with replaced_atomically(path, PARTIAL_SUFFIX) as partial, partial.open("wb") as f:
                 torch.save(checkpoint, f)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(partial, path)
         except (OSError, RuntimeError) as exc:  # torch's zip writer reports a full disk so
             detail = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0][:200]
             raise CheckpointError(
                 f"cannot write checkpoint {path} ({detail}): make its folder "
                 "writable or point paths.log_dir at one that is"
             ) from None
-        finally:
-            # Never let the clean-up raise a second error that hides the first one.
-            with contextlib.suppress(OSError):
-                partial.unlink(missing_ok=True)
 
 
 def remove_partial_files(folder: str | Path) -> list[Path]:

@@ -10,13 +10,13 @@ through a fixed table of their net paths.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
+from .atomic_files import replaced_atomically
 from .errors import CheckpointError, ModelFileError
 from .labels import split_info
 from .model_card import (
@@ -219,12 +219,8 @@ def load_model(path: str | Path) -> LoadedModel:
 # -- writing ---------------------------------------------------------------------------------
 def write_json_atomically(data: Any, path: Path) -> None:
     """Write JSON through a temp file and a rename: readers see the old file or the new one."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
+    with replaced_atomically(path) as partial:
         partial.write_text(json.dumps(data, indent=2))
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def export_state_dict(card: ModelCard, net: torch.nn.Module, folder: str | Path) -> Path:
@@ -232,12 +228,8 @@ def export_state_dict(card: ModelCard, net: torch.nn.Module, folder: str | Path)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     weights = folder / STATE_DICT_NAME
-    partial = weights.with_name(f".{weights.name}.{os.getpid()}.partial")
-    try:
+    with replaced_atomically(weights) as partial:
         torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, partial)
-        os.replace(partial, weights)
-    finally:
-        partial.unlink(missing_ok=True)
     write_json_atomically(card.to_dict(), folder / CARD_NAME)
     return weights
 
@@ -249,6 +241,17 @@ class Predictor(Protocol):
     class_names: list[str]
 
     def probabilities(self, images: torch.Tensor) -> torch.Tensor: ...
+
+
+def top_k(
+    probabilities: torch.Tensor, class_names: list[str], k: int
+) -> list[list[tuple[str, float]]]:
+    """Per image, the k most probable characters with their probabilities."""
+    values, indices = probabilities.topk(min(k, probabilities.shape[1]), dim=1)
+    return [
+        [(class_names[int(i)], float(v)) for v, i in zip(row_v, row_i, strict=True)]
+        for row_v, row_i in zip(values, indices, strict=True)
+    ]
 
 
 class TorchPredictor:

@@ -74,7 +74,7 @@ class InMemoryBatches(Dataset):
 
 
 class EMNISTDataModule(L.LightningDataModule):
-    """EMNIST for training, validation (carved from train), test (official) and prediction.
+    """EMNIST for training, validation (carved from train) and test (the official split).
 
     Loaders yield upright uint8 batches; `on_after_batch_transfer` turns them into floats in
     [0, 1] and augments training batches on the device they landed on. Normalisation is the
@@ -230,9 +230,6 @@ class EMNISTDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         all_test = torch.arange(len(self._test[1]))
         return self._loader(False, all_test, training=False, batch_size=self.eval_batch_size)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch

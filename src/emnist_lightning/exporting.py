@@ -5,13 +5,13 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 import warnings
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
 
+from .atomic_files import replaced_atomically
 from .checkpoints import ONNX_CARD_KEY, export_state_dict, load_model, resolve_model_path
 from .errors import ConfigError, UserError
 from .model_card import ModelCard, NormalizedNet
@@ -30,8 +30,7 @@ def export_onnx(card: ModelCard, model: NormalizedNet, path: str | Path) -> Path
     path.parent.mkdir(parents=True, exist_ok=True)
     wrapped = copy.deepcopy(model).cpu().float().eval()
     batch = torch.export.Dim("batch", min=1, max=65536)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
+    with replaced_atomically(path) as partial:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
@@ -52,9 +51,6 @@ def export_onnx(card: ModelCard, model: NormalizedNet, path: str | Path) -> Path
         }
         onnx.helper.set_model_props(exported, metadata)
         onnx.save(exported, str(partial))
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
     return path
 
 

@@ -227,10 +227,6 @@ class CharacterClassifier(L.LightningModule):
         gathered = self.all_gather(padded).cpu()
         return unshard([row[:n] for row, n in zip(gathered, lengths, strict=True)])
 
-    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
-        images = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self(images).softmax(dim=1)
-
     def configure_optimizers(self) -> Any:
         optimizer = instantiate(self.hparams.optimizer)(self.parameters(), lr=self.hparams.lr)
         if not self.hparams.scheduler:

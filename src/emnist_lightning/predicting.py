@@ -12,7 +12,13 @@ import matplotlib
 import torch
 from omegaconf import DictConfig
 
-from .checkpoints import Predictor, check_split_matches, load_predictor, resolve_model_path
+from .checkpoints import (
+    Predictor,
+    check_split_matches,
+    load_predictor,
+    resolve_model_path,
+    top_k,
+)
 from .data import test_split
 from .errors import UserError
 from .preprocess import expand_image_paths, load_character
@@ -26,17 +32,6 @@ log = logging.getLogger(__name__)
 PREDICTIONS_CSV = "predictions.csv"
 RANDOM_TEST_PNG = "random_test.png"
 RANDOM_TEST_CSV = "random_test.csv"
-
-
-def top_k(
-    probabilities: torch.Tensor, class_names: list[str], k: int
-) -> list[list[tuple[str, float]]]:
-    """Per image, the k most probable characters with their probabilities."""
-    values, indices = probabilities.topk(min(k, probabilities.shape[1]), dim=1)
-    return [
-        [(class_names[int(i)], float(v)) for v, i in zip(row_v, row_i, strict=True)]
-        for row_v, row_i in zip(values, indices, strict=True)
-    ]
 
 
 def predict_files(

@@ -20,8 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..checkpoints import load_predictor
-from ..predicting import top_k
+from ..checkpoints import load_predictor, top_k
 from ..preprocess import IMAGE_SIZE
 
 log = logging.getLogger(__name__)

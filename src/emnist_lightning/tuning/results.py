@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import os
 import shlex
 import warnings
 from collections import Counter
@@ -17,6 +16,7 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from ..atomic_files import replaced_atomically
 from .storage import display_spec
 from .study import OVERRIDES_ATTR, WORKER_ATTR, is_counted
 
@@ -48,9 +48,8 @@ _MACHINE_KEYS = ("paths.", "data.data_dir", "data.download")
 def write_atomic(path: Path, text: str) -> None:
     """Replace `path` in one step, so a reader (or a worker writing at the same time) never
     sees half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with replaced_atomically(path, ".tmp") as partial:
+        partial.write_text(text)
 
 
 def epochs_run(trial: FrozenTrial) -> int:
@@ -205,10 +204,9 @@ def write_plots(study: optuna.Study, sweep_dir: Path) -> list[Path]:
                 axes = plot(study)
             figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
             figure.tight_layout()
-            tmp = sweep_dir / f".{name}.{os.getpid()}.tmp"
-            figure.savefig(tmp, dpi=120, format="png")
+            with replaced_atomically(sweep_dir / name, ".tmp") as partial:
+                figure.savefig(partial, dpi=120, format="png")
             plt.close(figure)
-            os.replace(tmp, sweep_dir / name)
             written.append(sweep_dir / name)
         except Exception as exc:  # e.g. importances need two complete trials
             log.info("Skipped %s: %s", name, exc)
