@@ -99,6 +99,8 @@ def test_card_round_trips_through_plain_data_and_builds_its_net() -> None:
         ({"orientation": "transposed"}, "field orientation"),
         ({"format_version": 99}, "written by a newer version"),
         ({"format_version": "1"}, "field format_version"),
+        ({"test_time_shift": 4}, "field test_time_shift"),
+        ({"test_time_shift": 1.0}, "field test_time_shift"),
         ({"extra": {"_target_": "builtins.open"}}, "unknown field 'extra'"),
     ],
 )
@@ -107,6 +109,57 @@ def test_every_card_field_is_checked_and_refused_in_one_line(changes: dict, fiel
         ModelCard.from_dict(_card(**changes), "bad.json")
     message = str(error.value)
     assert message.startswith("bad.json: ") and field in message and "\n" not in message
+
+
+def test_a_card_written_before_test_time_shifts_reads_as_unshifted() -> None:
+    old = _card(format_version=1)
+    del old["test_time_shift"]
+    assert ModelCard.from_dict(old, "v1.json").test_time_shift == 0
+
+
+def test_test_time_shifts_average_five_shifted_views_in_eval_mode_only() -> None:
+    card = ModelCard.from_dict(_card(test_time_shift=1), "card")
+    torch.manual_seed(0)
+    model = card.build_model()
+    images = torch.zeros(3, 1, 28, 28)
+    images[:, :, 10:18, 12:15] = torch.rand(3, 1, 8, 3)
+    model.train()
+    torch.manual_seed(1)
+    plain_logits = model(images)
+    torch.manual_seed(1)
+    assert torch.equal(plain_logits, model._scores(images))  # training: no views
+    model.eval()
+    with torch.inference_mode():
+        views = [
+            torch.roll(images, shifts=shift, dims=dims)  # the background is 0: a roll is a shift
+            for shift, dims in ((0, 2), (-1, 2), (1, 2), (-1, 3), (1, 3))
+        ]
+        expected = torch.stack([model._scores(v).log_softmax(1) for v in views]).mean(0)
+        assert torch.allclose(model(images), expected, atol=1e-5)
+        assert not torch.allclose(model(images), model._scores(images).log_softmax(1))
+
+
+def test_a_run_with_test_time_shifts_records_them_and_every_predictor_uses_them(
+    make_train_cfg,
+) -> None:
+    cfg = make_train_cfg("model.test_time_shift=1", "trainer.max_epochs=1")
+    train(cfg)
+    output = Path(cfg.paths.output_dir)
+    (best,) = (output / "checkpoints").glob("epoch_*.ckpt")
+    loaded = load_checkpoint_model(best)
+    assert loaded.card.test_time_shift == 1 and loaded.model.test_time_shift == 1
+    images = torch.rand(4, 1, 28, 28)
+    with torch.inference_mode():
+        unshifted = loaded.model._scores(images).softmax(1)
+        shifted = loaded.model(images).softmax(1)
+    assert not torch.allclose(shifted, unshifted)
+    for path in (best, output / "character_recognition.torch"):
+        assert torch.allclose(load_predictor(path).probabilities(images), shifted, atol=1e-6)
+
+
+def test_a_config_with_a_bad_test_time_shift_is_refused_in_one_line(make_train_cfg) -> None:
+    with pytest.raises(ConfigError, match=r"model.test_time_shift=9: use a whole number"):
+        train(make_train_cfg("model.test_time_shift=9"))
 
 
 def test_a_config_naming_an_unknown_net_is_refused_before_training(make_train_cfg) -> None:
@@ -157,6 +210,24 @@ def test_onnx_export_of_a_random_model_matches_pytorch_with_its_own_normalisatio
         ),
         "card",
     )
+    _check_onnx_matches_pytorch(card, tmp_path)
+
+
+def test_onnx_export_keeps_test_time_shifts_in_the_graph(tmp_path: Path) -> None:
+    card = ModelCard.from_dict(_card(test_time_shift=2), "card")
+    predictor = _check_onnx_matches_pytorch(card, tmp_path)
+    assert ModelCard.from_dict(
+        json.loads(
+            {p.key: p.value for p in onnx.load(str(tmp_path / "model.onnx")).metadata_props}[
+                "model_card"
+            ]
+        ),
+        "onnx",
+    ).test_time_shift == 2
+    assert predictor.class_names == list("0123456789")
+
+
+def _check_onnx_matches_pytorch(card: ModelCard, tmp_path: Path):
     torch.manual_seed(0)
     model = card.build_model().eval()
     path = export_onnx(card, model, tmp_path / "model.onnx")
@@ -173,6 +244,7 @@ def test_onnx_export_of_a_random_model_matches_pytorch_with_its_own_normalisatio
         np.abs(logits - unnormalised.numpy()).max() > 100 * np.abs(logits - expected.numpy()).max()
     )
     assert predictor.class_names == list("0123456789")
+    return predictor
 
 
 # -- hostile files ---------------------------------------------------------------------------

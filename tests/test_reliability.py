@@ -249,10 +249,15 @@ def test_resuming_into_another_model_names_what_differs(make_train_cfg, tmp_path
         train(make_train_cfg(f"ckpt_path={last}", "model.net.fc1_neurons=100"))
 
 
+# experiment=fast without its one-cycle schedule, whose length is fixed by the first run's
+# epochs: resuming it exercises MuonWithAdamW's state.
+@pytest.mark.parametrize(
+    "recipe", [[], ["experiment=fast", "model.scheduler=null"]], ids=["default", "muon"]
+)
 def test_a_resumed_run_ends_bit_for_bit_equal_to_a_straight_run(
-    make_train_cfg, tmp_path: Path
+    recipe: list[str], make_train_cfg, tmp_path: Path
 ) -> None:
-    common = ("deterministic=true", "test=false", "data/augment=affine")
+    common = ("deterministic=true", "test=false", "data/augment=affine", *recipe)
     train(make_train_cfg(*common, output_dir=tmp_path / "first"))
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
     train(make_train_cfg(*common, "trainer.max_epochs=3", f"ckpt_path={last}"))

@@ -47,7 +47,8 @@ def export_onnx(card: ModelCard, model: NormalizedNet, path: str | Path) -> Path
         metadata = {
             ONNX_CARD_KEY: json.dumps(card.to_dict()),
             "input": "images: float32 (batch, 1, 28, 28), upright, light ink on dark, in [0, 1]",
-            "output": "logits: float32 (batch, num_classes)",
+            "output": "logits: float32 (batch, num_classes); with the card's test_time_shift > 0, "
+            "the mean log-probabilities of the shifted views",
         }
         onnx.helper.set_model_props(exported, metadata)
         onnx.save(exported, str(partial))

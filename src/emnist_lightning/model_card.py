@@ -22,8 +22,11 @@ from .errors import ModelFileError
 from .labels import SPLITS
 from .nets import BatchNormCNN, SeedCNN
 
-FORMAT_VERSION = 1
+# 2 added test_time_shift (files without it read as 0).
+FORMAT_VERSION = 2
 IMAGE_SIZE = 28
+# Test-time augmentation: at most this many pixels of shift (a bigger one moves strokes out).
+MAX_TEST_TIME_SHIFT = 3
 ORIENTATION = "upright"
 FOREGROUND = "light-on-dark"
 MAX_CLASSES = 1000
@@ -165,6 +168,7 @@ def _one_of(*allowed: Any) -> Check:
 _MEAN = _number(-10.0, 10.0)
 _STD = _number(0.0, 10.0, open_low=True)
 _SPLIT = _one_of(*SPLITS)
+TEST_TIME_SHIFT = _whole(0, MAX_TEST_TIME_SHIFT)
 
 
 @dataclass(frozen=True)
@@ -180,6 +184,8 @@ class ModelCard:
     image_size: int = IMAGE_SIZE
     orientation: str = ORIENTATION
     foreground: str = FOREGROUND
+    # > 0: predictions average the image and four copies shifted by this many pixels.
+    test_time_shift: int = 0
     format_version: int = FORMAT_VERSION
 
     @property
@@ -199,6 +205,7 @@ class ModelCard:
             "image_size": self.image_size,
             "orientation": self.orientation,
             "foreground": self.foreground,
+            "test_time_shift": self.test_time_shift,
         }
 
     @classmethod
@@ -214,7 +221,7 @@ class ModelCard:
             )
         known = {
             "format_version", "net", "net_params", "class_names", "input_mean", "input_std",
-            "split", "image_size", "orientation", "foreground",
+            "split", "image_size", "orientation", "foreground", "test_time_shift",
         }  # fmt: skip
         unknown = sorted(str(k)[:40] for k in data if k not in known)
         if unknown:
@@ -233,6 +240,9 @@ class ModelCard:
             image_size=_field(data, "image_size", _one_of(IMAGE_SIZE), where),
             orientation=_field(data, "orientation", _one_of(ORIENTATION), where),
             foreground=_field(data, "foreground", _one_of(FOREGROUND), where),
+            test_time_shift=_field(
+                {"test_time_shift": 0, **data}, "test_time_shift", TEST_TIME_SHIFT, where
+            ),
         )
 
     @classmethod
@@ -271,7 +281,9 @@ class ModelCard:
 
     def build_model(self, channels_last: bool = False) -> NormalizedNet:
         """The net behind this card's normalisation: what training, inference and export run."""
-        return NormalizedNet(self.build_net(), self.input_mean, self.input_std, channels_last)
+        return NormalizedNet(
+            self.build_net(), self.input_mean, self.input_std, channels_last, self.test_time_shift
+        )
 
     def differences(self, other: ModelCard) -> list[str]:
         """Human-readable `field: this vs other` for every field that differs."""
@@ -287,6 +299,8 @@ class ModelCard:
                 diffs.append(f"classes: {len(mine[key])} vs {len(theirs[key])}")
             elif key == "split" and None in (mine[key], theirs[key]):
                 continue  # files written before cards did not record their split
+            elif key == "test_time_shift":
+                continue  # how predictions are made, not what the weights are
             elif mine[key] != theirs[key] and key != "format_version":
                 diffs.append(f"{key}: {mine[key]} vs {theirs[key]}")
         return diffs
@@ -295,19 +309,50 @@ class ModelCard:
 class NormalizedNet(nn.Module):
     """A net behind the model's own normalisation; takes upright (B, 1, 28, 28) images in
     [0, 1]. Training, every predictor and the ONNX export all run this one wrapper, so the
-    normalisation lives in one place."""
+    normalisation and test-time augmentation live in one place.
+
+    With `test_time_shift` > 0, evaluation (eval mode) scores each image and four copies
+    shifted that many pixels up, down, left and right in one batch, and returns the mean of
+    their log-probabilities; training (train mode) sees plain logits.
+    """
 
     def __init__(
-        self, net: nn.Module, mean: float, std: float, channels_last: bool = False
+        self,
+        net: nn.Module,
+        mean: float,
+        std: float,
+        channels_last: bool = False,
+        test_time_shift: int = 0,
     ) -> None:
         super().__init__()
         self.net = net.to(memory_format=torch.channels_last) if channels_last else net
         self.mean = float(mean)
         self.std = float(std)
         self.channels_last = channels_last
+        self.test_time_shift = int(test_time_shift)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def _scores(self, images: torch.Tensor) -> torch.Tensor:
         inputs = (images - self.mean) / self.std
         if self.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         return self.net(inputs)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.training or not self.test_time_shift:
+            return self._scores(images)
+        views = shifted_views(images, self.test_time_shift)
+        log_probs = self._scores(views).float().log_softmax(dim=1)
+        return log_probs.unflatten(0, (SHIFTED_VIEWS, -1)).mean(dim=0)
+
+
+SHIFTED_VIEWS = 5
+
+
+def shifted_views(images: torch.Tensor, shift: int) -> torch.Tensor:
+    """The images and four copies moved `shift` pixels up, down, left and right (the
+    background, 0, fills in), stacked as one batch of SHIFTED_VIEWS * B: no flips, characters
+    have a side."""
+    padded = torch.nn.functional.pad(images, (shift, shift, shift, shift))
+    height, width = images.shape[-2:]
+    corners = [(shift, shift), (0, shift), (2 * shift, shift), (shift, 0), (shift, 2 * shift)]
+    return torch.cat([padded[..., t : t + height, l : l + width] for t, l in corners])

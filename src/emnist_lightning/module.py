@@ -25,7 +25,9 @@ from .errors import CheckpointError, ConfigError, ModelFileError
 from .model_card import (
     CHECKPOINT_CARD_KEY,
     LEGACY_NET_PREFIX,
+    MAX_TEST_TIME_SHIFT,
     NET_PREFIX,
+    TEST_TIME_SHIFT,
     ModelCard,
     check_net,
 )
@@ -61,6 +63,7 @@ def card_from_config(
     input_mean: float,
     input_std: float,
     split: str | None,
+    test_time_shift: int = 0,
 ) -> ModelCard:
     """The card of the model a training config describes (`model.net`: name + parameters)."""
     params = {k: v for k, v in net.items() if k != "name"}
@@ -68,6 +71,11 @@ def card_from_config(
         name, params = check_net(net.get("name"), params, "model.net")
     except ModelFileError as exc:
         raise ConfigError(str(exc)) from None
+    if TEST_TIME_SHIFT(test_time_shift)[1] is not None:
+        raise ConfigError(
+            f"model.test_time_shift={test_time_shift!r}: use a whole number of pixels in "
+            f"[0, {MAX_TEST_TIME_SHIFT}], e.g. 1 (0 turns test-time shifts off)"
+        )
     return ModelCard(
         net=name,
         net_params=params,
@@ -75,6 +83,7 @@ def card_from_config(
         input_mean=float(input_mean),
         input_std=float(input_std),
         split=split,
+        test_time_shift=test_time_shift,
     )
 
 
@@ -102,10 +111,13 @@ class CharacterClassifier(L.LightningModule):
         input_std: float = 0.3317,
         split: str | None = None,
         log_every_step: bool = True,
+        test_time_shift: int = 0,
     ) -> None:
         super().__init__()
         class_names = list(class_names or [str(i) for i in range(num_classes)])
-        self.card = card_from_config(plain(net), class_names, input_mean, input_std, split)
+        self.card = card_from_config(
+            plain(net), class_names, input_mean, input_std, split, test_time_shift
+        )
         self.save_hyperparameters(
             {
                 "net": {"name": self.card.net, **self.card.net_params},
@@ -122,6 +134,7 @@ class CharacterClassifier(L.LightningModule):
                 "input_std": self.card.input_std,
                 "split": split,
                 "log_every_step": bool(log_every_step),
+                "test_time_shift": self.card.test_time_shift,
             }
         )
         self.model = self.card.build_model(channels_last=channels_last)
@@ -152,7 +165,8 @@ class CharacterClassifier(L.LightningModule):
         self.log_prior.copy_(prior.log())
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits for upright images with values in [0, 1], shape (B, 1, 28, 28)."""
+        """Class scores for upright images with values in [0, 1], shape (B, 1, 28, 28): logits,
+        or in eval mode with test-time shifts the views' mean log-probabilities."""
         return self.model(images)
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
