@@ -138,8 +138,11 @@ def run_ours(args: argparse.Namespace, overrides: list[str]) -> dict:
                 "logger=none",
             ],
         )
+    run_dir = Path(args.out) / "runs" / args.child
+    # A fresh folder per benchmark run: an earlier run's best checkpoint must not linger there.
+    shutil.rmtree(run_dir, ignore_errors=True)
     with open_dict(cfg):
-        cfg.paths.output_dir = str(Path(args.out) / "runs" / args.child)
+        cfg.paths.output_dir = str(run_dir)
         cfg.paths.log_dir = str(Path(args.out) / "runs")
     curve = TestCurve()
     metrics = train(cfg, extra_callbacks=[curve])

@@ -13,6 +13,9 @@ REPO = Path(__file__).resolve().parents[1]
 def test_benchmark_runs_every_recipe_and_writes_table_and_plot(tmp_path: Path) -> None:
     data = write_emnist_fixture(tmp_path / "data", train_per_class=8, test_per_class=2)
     out = tmp_path / "results"
+    stale = out / "runs" / "ours_best" / "checkpoints" / "epoch_027-val_acc_0.9999.ckpt"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"an earlier benchmark run's best checkpoint")
     result = subprocess.run(
         [
             sys.executable,
@@ -64,4 +67,5 @@ def test_benchmark_runs_every_recipe_and_writes_table_and_plot(tmp_path: Path) -
         )  # train split minus validation
         assert r["final"]["acc"] > 1 / 47 and r["peak_rss_mb"] > 0  # learnt something
     assert (out / "time_vs_accuracy.png").stat().st_size > 5_000
+    assert not stale.exists()  # each recipe trains into a fresh run folder
     assert (tmp_path / "published" / "results.md").read_text() == table

@@ -69,6 +69,15 @@ def test_validation_is_stratified_seeded_and_disjoint(tiny_emnist: Path) -> None
     assert not torch.equal(other_seed.val_indices, val_idx)
 
 
+def test_val_set_is_what_the_validation_loader_yields(tiny_emnist: Path) -> None:
+    dm = _ready(tiny_emnist, val_fraction=0.25)
+    images, labels = dm.val_set()
+    batches = list(dm.val_dataloader())
+    assert torch.equal(torch.cat([b[0] for b in batches]), images)
+    assert torch.equal(torch.cat([b[1] for b in batches]), labels)
+    assert len(labels) == 47 * 3
+
+
 def test_stratified_split_keeps_rare_classes_proportional() -> None:
     labels = torch.tensor([0] * 100 + [1] * 10)
     train_idx, val_idx = stratified_split(labels, 0.1, seed=0)

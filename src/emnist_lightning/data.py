@@ -171,6 +171,13 @@ class EMNISTDataModule(L.LightningDataModule):
         self.setup("test")
         return self._test
 
+    def val_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The validation images (carved from the training split) and their class indices,
+        upright uint8, in loader order (loads the training split on first use)."""
+        self.setup("fit")
+        images, labels = self._train
+        return images[self.val_indices], labels[self.val_indices]
+
     def test_labels(self) -> torch.Tensor:
         """Class indices of the whole official test split, in loader order."""
         return self.test_set()[1]

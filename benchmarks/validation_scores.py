@@ -1,0 +1,62 @@
+"""Validation scores of trained models, with and without test-time shifts: the numbers the
+recipes' choices are made on (never the test split).
+
+    python benchmarks/validation_scores.py --data-dir ../shared/data/emnist-proxy CKPT [CKPT ...]
+
+For each model file: balanced accuracy (macro recall) and accuracy on the validation split a
+training run with the same `--seed` and `--val-fraction` held out, plain and with
+`test_time_shift` 1. Test accuracy is printed for information only.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from torchmetrics.functional.classification import multiclass_accuracy, multiclass_recall
+
+from emnist_lightning.checkpoints import load_model
+from emnist_lightning.data import EMNISTDataModule
+from emnist_lightning.precision import cpu_has_native_bf16
+
+
+@torch.inference_mode()
+def predictions(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_has_native_bf16()):
+        return torch.cat([model(chunk.float().div(255)).argmax(1) for chunk in images.split(2048)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("models", nargs="+", type=Path, help="checkpoints or model files")
+    parser.add_argument("--data-dir", default="../shared/data/emnist-proxy")
+    parser.add_argument("--seed", type=int, default=42, help="the training run's seed")
+    parser.add_argument("--val-fraction", type=float, default=0.1)
+    args = parser.parse_args()
+    data = EMNISTDataModule(
+        data_dir=args.data_dir, download=False, seed=args.seed, val_fraction=args.val_fraction
+    )
+    (val_images, val_labels), (test_images, test_labels) = data.val_set(), data.test_set()
+    classes = data.num_classes
+    print("| model | test-time shift | val balanced acc | val acc | (test acc) |")
+    print("| --- | --- | --- | --- | --- |")
+    for path in args.models:
+        loaded = load_model(path)
+        for shift in (0, 1):
+            loaded.model.test_time_shift = shift
+            val = predictions(loaded.model, val_images)
+            test = predictions(loaded.model, test_images)
+            balanced = multiclass_recall(val, val_labels, classes, average="macro")
+            accuracy = multiclass_accuracy(val, val_labels, classes, average="micro")
+            tested = multiclass_accuracy(test, test_labels, classes, average="micro")
+            print(
+                f"| {path} | {shift} | {100 * balanced:.2f}% | {100 * accuracy:.2f}% | "
+                f"({100 * tested:.2f}%) |"
+            )
+
+
+if __name__ == "__main__":
+    main()
