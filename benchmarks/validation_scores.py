@@ -5,7 +5,8 @@ recipes' choices are made on (never the test split).
 
 For each model file: balanced accuracy (macro recall) and accuracy on the validation split a
 training run with the same `--seed` and `--val-fraction` held out, plain and with
-`test_time_shift` 1. Test accuracy is printed for information only.
+`test_time_shift` 1. Test accuracy is printed for information only. Scored under bf16 autocast
+where the CPU has native bf16, as training's own validation runs (`trainer.precision=auto`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import torch
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_recall
 
-from emnist_lightning.checkpoints import load_model
+from emnist_lightning.checkpoints import check_split_matches, load_model
 from emnist_lightning.data import EMNISTDataModule
 from emnist_lightning.precision import cpu_has_native_bf16
 
@@ -35,9 +36,14 @@ def main() -> None:
     parser.add_argument("--data-dir", default="../shared/data/emnist-proxy")
     parser.add_argument("--seed", type=int, default=42, help="the training run's seed")
     parser.add_argument("--val-fraction", type=float, default=0.1)
+    parser.add_argument("--split", default="balanced")
     args = parser.parse_args()
     data = EMNISTDataModule(
-        data_dir=args.data_dir, download=False, seed=args.seed, val_fraction=args.val_fraction
+        data_dir=args.data_dir,
+        split=args.split,
+        download=False,
+        seed=args.seed,
+        val_fraction=args.val_fraction,
     )
     (val_images, val_labels), (test_images, test_labels) = data.val_set(), data.test_set()
     classes = data.num_classes
@@ -45,6 +51,7 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- |")
     for path in args.models:
         loaded = load_model(path)
+        check_split_matches(list(loaded.card.class_names), args.split)
         for shift in (0, 1):
             loaded.model.test_time_shift = shift
             val = predictions(loaded.model, val_images)

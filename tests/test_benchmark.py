@@ -7,6 +7,8 @@ from pathlib import Path
 
 from emnist_fixtures import write_emnist_fixture
 
+from emnist_lightning.training import train
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -69,3 +71,27 @@ def test_benchmark_runs_every_recipe_and_writes_table_and_plot(tmp_path: Path) -
     assert (out / "time_vs_accuracy.png").stat().st_size > 5_000
     assert not stale.exists()  # each recipe trains into a fresh run folder
     assert (tmp_path / "published" / "results.md").read_text() == table
+
+
+def test_validation_scores_prints_plain_and_shifted_rows(
+    make_train_cfg, tiny_emnist: Path, tmp_path: Path
+) -> None:
+    train(make_train_cfg("trainer.max_epochs=1", "test=false", output_dir=tmp_path / "run"))
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/validation_scores.py",
+            "--data-dir",
+            str(tiny_emnist),
+            str(last),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith(f"| {last} |")]
+    assert [row.split("|")[2].strip() for row in rows] == ["0", "1"]
+    assert all(row.count("%") == 3 for row in rows)

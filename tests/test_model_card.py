@@ -111,10 +111,12 @@ def test_every_card_field_is_checked_and_refused_in_one_line(changes: dict, fiel
     assert message.startswith("bad.json: ") and field in message and "\n" not in message
 
 
-def test_a_card_written_before_test_time_shifts_reads_as_unshifted() -> None:
-    old = _card(format_version=1)
-    del old["test_time_shift"]
-    assert ModelCard.from_dict(old, "v1.json").test_time_shift == 0
+def test_cards_without_shifts_stay_format_1_and_read_as_unshifted() -> None:
+    plain = _card()
+    assert plain["format_version"] == 1 and "test_time_shift" not in plain  # older releases read it
+    assert ModelCard.from_dict(plain, "v1.json").test_time_shift == 0
+    shifted = ModelCard.from_dict(_card(test_time_shift=1), "card").to_dict()
+    assert shifted["format_version"] == 2 and shifted["test_time_shift"] == 1
 
 
 def test_test_time_shifts_average_five_shifted_views_in_eval_mode_only() -> None:
@@ -216,14 +218,17 @@ def test_onnx_export_of_a_random_model_matches_pytorch_with_its_own_normalisatio
 def test_onnx_export_keeps_test_time_shifts_in_the_graph(tmp_path: Path) -> None:
     card = ModelCard.from_dict(_card(test_time_shift=2), "card")
     predictor = _check_onnx_matches_pytorch(card, tmp_path)
-    assert ModelCard.from_dict(
-        json.loads(
-            {p.key: p.value for p in onnx.load(str(tmp_path / "model.onnx")).metadata_props}[
-                "model_card"
-            ]
-        ),
-        "onnx",
-    ).test_time_shift == 2
+    assert (
+        ModelCard.from_dict(
+            json.loads(
+                {p.key: p.value for p in onnx.load(str(tmp_path / "model.onnx")).metadata_props}[
+                    "model_card"
+                ]
+            ),
+            "onnx",
+        ).test_time_shift
+        == 2
+    )
     assert predictor.class_names == list("0123456789")
 
 

@@ -1,7 +1,9 @@
-"""MuonWithAdamW: which parameters each half trains, one-line refusals, and that the
-recipe using it (experiment=fast) trains and resumes exactly."""
+"""MuonWithAdamW: which parameters each half trains, its joint state, copies and one-line
+refusals (resuming it bit for bit: tests/test_reliability.py)."""
 
 from __future__ import annotations
+
+import copy
 
 import pytest
 import torch
@@ -14,7 +16,10 @@ from emnist_lightning.optimizers import MuonWithAdamW
 
 @pytest.mark.parametrize(
     ("net", "hidden"),
-    [(SeedCNN(), "fc1.weight"), (BatchNormCNN(widths=(4, 8), fc1_neurons=8), "classifier.2.weight")],
+    [
+        (SeedCNN(), "fc1.weight"),
+        (BatchNormCNN(widths=(4, 8), fc1_neurons=8), "classifier.2.weight"),
+    ],
 )
 def test_muon_trains_the_hidden_matrix_and_adamw_everything_else(
     net: nn.Module, hidden: str
@@ -54,3 +59,24 @@ def test_a_scheduler_drives_both_halves_and_state_round_trips() -> None:
 def test_a_net_without_a_hidden_matrix_is_refused_in_one_line() -> None:
     with pytest.raises(ConfigError, match="no hidden weight matrix for Muon: use torch.optim"):
         MuonWithAdamW(nn.Linear(4, 2).parameters())
+
+
+def test_the_joint_state_writes_through_and_copies_keep_working() -> None:
+    net = SeedCNN()
+    optimizer = MuonWithAdamW(net.parameters(), lr=0.01, eps=1e-6)  # extra options go to AdamW
+    assert optimizer.adamw.param_groups[0]["eps"] == 1e-6
+    net(torch.rand(8, 1, 28, 28)).logsumexp(1).mean().backward()
+    optimizer.step()
+    assert len(optimizer.state) == len(optimizer.adamw.state) + len(optimizer.muon.state) == 8
+    fc1 = net.fc1.weight
+    optimizer.state[fc1] = {"momentum_buffer": torch.zeros_like(fc1)}  # as device moves do
+    assert optimizer.muon.state[fc1]["momentum_buffer"].abs().sum() == 0
+    copied = copy.deepcopy(optimizer)
+    assert len(copied.state) == 8
+    copied.step()
+
+
+def test_parameter_groups_added_later_are_refused() -> None:
+    optimizer = MuonWithAdamW(SeedCNN().parameters(), lr=0.01)
+    with pytest.raises(ConfigError, match="cannot take parameter groups after it is built"):
+        optimizer.add_param_group({"params": [nn.Parameter(torch.zeros(2))]})

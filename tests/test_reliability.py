@@ -22,6 +22,8 @@ from emnist_lightning.checkpoints import read_checkpoint, resolve_model_path
 from emnist_lightning.errors import CheckpointError, ConfigError, DataFilesError
 from emnist_lightning.evaluating import evaluate
 from emnist_lightning.idx_files import expected_files, raw_folder
+from emnist_lightning.nets import SeedCNN
+from emnist_lightning.optimizers import MuonWithAdamW
 from emnist_lightning.predicting import predict
 from emnist_lightning.training import train
 
@@ -247,6 +249,33 @@ def test_resuming_into_another_model_names_what_differs(make_train_cfg, tmp_path
         train(make_train_cfg(f"ckpt_path={last}", "model=bn_cnn"))
     with pytest.raises(CheckpointError, match=r"\(net.fc1_neurons: 196 vs 100; checkpoint vs"):
         train(make_train_cfg(f"ckpt_path={last}", "model.net.fc1_neurons=100"))
+    # Validation would mix plain and shifted scores in one best-checkpoint race.
+    with pytest.raises(CheckpointError, match=r"\(test_time_shift: 0 vs 1; checkpoint vs"):
+        train(make_train_cfg(f"ckpt_path={last}", "model.test_time_shift=1"))
+
+
+def test_resuming_with_another_optimizer_is_refused_in_one_line(
+    make_train_cfg, tmp_path: Path
+) -> None:
+    train(make_train_cfg("trainer.max_epochs=1", "test=false", output_dir=tmp_path / "first"))
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    muon = "model.optimizer._target_=emnist_lightning.optimizers.MuonWithAdamW"
+    with pytest.raises(
+        CheckpointError,
+        match=r"last.ckpt was trained with optimizer torch.optim.Adam, this run configures emnist_",
+    ):
+        train(make_train_cfg(f"ckpt_path={last}", muon, "test=false"))
+    train(make_train_cfg(muon, "trainer.max_epochs=1", output_dir=tmp_path / "muon"))
+    with pytest.raises(CheckpointError, match=r"optimizer emnist_lightning.optimizers.Muon"):
+        train(make_train_cfg(f"ckpt_path={tmp_path}/muon/checkpoints/last.ckpt", "test=false"))
+    assert not (tmp_path / "run").exists()  # refused before any training
+
+
+def test_muon_refuses_another_optimizers_state_in_one_line() -> None:
+    optimizer = MuonWithAdamW(SeedCNN().parameters())
+    adam_state = torch.optim.Adam(SeedCNN().parameters()).state_dict()
+    with pytest.raises(CheckpointError, match="optimizer state is not MuonWithAdamW's: resume"):
+        optimizer.load_state_dict(adam_state)
 
 
 # experiment=fast without its one-cycle schedule, whose length is fixed by the first run's

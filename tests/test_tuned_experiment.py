@@ -28,5 +28,6 @@ def test_a_sweep_under_an_experiment_retrains_with_that_experiment(tmp_path: Pat
         )
     assert cfg.model.lr == 0.0146 and cfg.model.net.dropout == 0.37  # the trial's values win
     assert cfg.data.batch_size == 1024
-    assert cfg.model.optimizer._target_ == "torch.optim.AdamW"  # from experiment=fast
+    # from experiment=fast
+    assert cfg.model.optimizer._target_ == "emnist_lightning.optimizers.MuonWithAdamW"
     assert cfg.trainer.max_epochs == 2 and cfg.model.label_smoothing == 0.1

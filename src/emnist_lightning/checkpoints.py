@@ -337,13 +337,24 @@ def check_split_matches(class_names: list[str], split: str) -> None:
         )
 
 
-def check_resume_compatible(path: Path, configured: ModelCard) -> None:
-    """Refuse, in one line naming what differs, to resume a checkpoint into another model."""
-    saved = card_of_checkpoint(read_checkpoint(path), path)
-    diffs = saved.differences(configured)
+def check_resume_compatible(
+    path: Path, configured: ModelCard, optimizer_target: str | None = None
+) -> None:
+    """Refuse, in one line naming what differs, to resume a checkpoint into another model,
+    or with another optimizer (whose state would not fit)."""
+    checkpoint = read_checkpoint(path)
+    diffs = card_of_checkpoint(checkpoint, path).differences(configured)
     if diffs:
         raise CheckpointError(
             f"{path} was trained with another model or data ({'; '.join(diffs[:4])}; "
             "checkpoint vs config): resume with the config it was trained with, or start a "
             "fresh run without ckpt_path"
+        )
+    saved = (checkpoint.get("hyper_parameters") or {}).get("optimizer")
+    saved_target = saved.get("_target_") if isinstance(saved, dict) else None
+    if optimizer_target and isinstance(saved_target, str) and saved_target != optimizer_target:
+        raise CheckpointError(
+            f"{path} was trained with optimizer {saved_target[:80]}, this run configures "
+            f"{optimizer_target}: resume with the optimizer it was trained with "
+            "(model.optimizer._target_), or start a fresh run without ckpt_path"
         )

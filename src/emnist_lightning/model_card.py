@@ -22,7 +22,7 @@ from .errors import ModelFileError
 from .labels import SPLITS
 from .nets import BatchNormCNN, SeedCNN
 
-# 2 added test_time_shift (files without it read as 0).
+# 2 added test_time_shift (files without it read as 0; cards without shifts are written as 1).
 FORMAT_VERSION = 2
 IMAGE_SIZE = 28
 # Test-time augmentation: at most this many pixels of shift (a bigger one moves strokes out).
@@ -195,7 +195,8 @@ class ModelCard:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (also what checkpoints hold)."""
         return {
-            "format_version": self.format_version,
+            # Format 1 when nothing of format 2 is used, so older releases still read it.
+            "format_version": FORMAT_VERSION if self.test_time_shift else 1,
             "net": self.net,
             "net_params": dict(self.net_params),
             "class_names": list(self.class_names),
@@ -205,7 +206,7 @@ class ModelCard:
             "image_size": self.image_size,
             "orientation": self.orientation,
             "foreground": self.foreground,
-            "test_time_shift": self.test_time_shift,
+            **({"test_time_shift": self.test_time_shift} if self.test_time_shift else {}),
         }
 
     @classmethod
@@ -287,7 +288,8 @@ class ModelCard:
 
     def differences(self, other: ModelCard) -> list[str]:
         """Human-readable `field: this vs other` for every field that differs."""
-        mine, theirs = self.to_dict(), other.to_dict()
+        mine = {"test_time_shift": 0, **self.to_dict()}
+        theirs = {"test_time_shift": 0, **other.to_dict()}
         diffs = []
         for key in mine:
             if key == "net_params":
@@ -299,8 +301,6 @@ class ModelCard:
                 diffs.append(f"classes: {len(mine[key])} vs {len(theirs[key])}")
             elif key == "split" and None in (mine[key], theirs[key]):
                 continue  # files written before cards did not record their split
-            elif key == "test_time_shift":
-                continue  # how predictions are made, not what the weights are
             elif mine[key] != theirs[key] and key != "format_version":
                 diffs.append(f"{key}: {mine[key]} vs {theirs[key]}")
         return diffs
@@ -355,4 +355,6 @@ def shifted_views(images: torch.Tensor, shift: int) -> torch.Tensor:
     padded = torch.nn.functional.pad(images, (shift, shift, shift, shift))
     height, width = images.shape[-2:]
     corners = [(shift, shift), (0, shift), (2 * shift, shift), (shift, 0), (shift, 2 * shift)]
-    return torch.cat([padded[..., t : t + height, l : l + width] for t, l in corners])
+    return torch.cat(
+        [padded[..., top : top + height, left : left + width] for top, left in corners]
+    )

@@ -197,7 +197,9 @@ def build_run(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) ->
     checkpointing = next((cb for cb in callbacks if isinstance(cb, ModelCheckpoint)), None)
     resume_from = resume_checkpoint(cfg)
     if resume_from is not None:
-        check_resume_compatible(resume_from, model.card)
+        check_resume_compatible(
+            resume_from, model.card, (model.hparams.optimizer or {}).get("_target_")
+        )
         if checkpointing is not None:
             # Keep writing where the run started, so its best-k tracking carries on.
             checkpointing.dirpath = str(resume_from.parent)
