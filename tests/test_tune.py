@@ -147,7 +147,9 @@ def test_killed_sweep_resumes_keeping_finished_trials(sweep_data, tmp_path) -> N
         "hydra.sweeper.study_name=resume",
         "hydra.sweeper.n_trials=4",
         "hydra.sweeper.pruner=none",
-        "trainer.max_epochs=30",
+        # Long enough that trial 0 is surely still training when it is killed (30 epochs of
+        # the tiny fixture could end within the second the test waits).
+        "trainer.max_epochs=10000",
         # The killed sweeper stops beating; after 2 s its trial is stale.
         "hydra.sweeper.heartbeat_interval=1",
         "hydra.sweeper.grace_period=2",
@@ -170,7 +172,7 @@ def test_killed_sweep_resumes_keeping_finished_trials(sweep_data, tmp_path) -> N
     assert (sweep / "optuna.journal").is_file()
 
     # Resume with short trials so the rest of the study is quick.
-    cmd[cmd.index("trainer.max_epochs=30")] = "trainer.max_epochs=1"
+    cmd[cmd.index("trainer.max_epochs=10000")] = "trainer.max_epochs=1"
     result = _run(cmd)
     rows = _trials(sweep)
     assert len(rows) == len(_finished(rows)) == 4
