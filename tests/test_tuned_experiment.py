@@ -30,4 +30,4 @@ def test_a_sweep_under_an_experiment_retrains_with_that_experiment(tmp_path: Pat
     assert cfg.data.batch_size == 1024
     # from experiment=fast
     assert cfg.model.optimizer._target_ == "emnist_lightning.optimizers.MuonWithAdamW"
-    assert cfg.trainer.max_epochs == 2 and cfg.model.label_smoothing == 0.1
+    assert cfg.trainer.max_epochs == 2 and cfg.model.label_smoothing == 0.0
