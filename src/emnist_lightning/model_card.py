@@ -186,17 +186,20 @@ class ModelCard:
     foreground: str = FOREGROUND
     # > 0: predictions average the image and four copies shifted by this many pixels.
     test_time_shift: int = 0
-    format_version: int = FORMAT_VERSION
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def format_version(self) -> int:
+        """1 when nothing of format 2 is used, so older releases still read the card."""
+        return FORMAT_VERSION if self.test_time_shift else 1
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (also what checkpoints hold)."""
         return {
-            # Format 1 when nothing of format 2 is used, so older releases still read it.
-            "format_version": FORMAT_VERSION if self.test_time_shift else 1,
+            "format_version": self.format_version,
             "net": self.net,
             "net_params": dict(self.net_params),
             "class_names": list(self.class_names),
