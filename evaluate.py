@@ -11,7 +11,7 @@ from emnist_lightning.cli import exit_on_user_error
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 @exit_on_user_error
 def main(cfg: DictConfig) -> float:
-    from emnist_lightning.evaluating import evaluate
+    from emnist_lightning.evaluation.evaluate import evaluate
 
     return evaluate(cfg)["test/acc"]
 

@@ -11,7 +11,7 @@ from emnist_lightning.cli import exit_on_user_error
 @hydra.main(version_base="1.3", config_path="conf", config_name="export")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
-    from emnist_lightning.exporting import export
+    from emnist_lightning.inference.export import export
 
     export(cfg)
 

@@ -11,7 +11,7 @@ from emnist_lightning.cli import exit_on_user_error
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
-    from emnist_lightning.predicting import predict
+    from emnist_lightning.inference.predict import predict
 
     summary = predict(cfg)
     if summary["failed"]:

@@ -11,7 +11,7 @@ from emnist_lightning.cli import exit_on_user_error
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 @exit_on_user_error
 def main(cfg: DictConfig) -> float:
-    from emnist_lightning.training import train
+    from emnist_lightning.training.run import train
 
     return train(cfg)["val/acc_best"]
 

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from preprocess_before import load_character_before
 
-from emnist_lightning.data import load_split
-from emnist_lightning.font_set import read_font_set
-from emnist_lightning.preprocess import load_character, stroke_width
+from emnist_lightning.data.datamodule import load_split
+from emnist_lightning.evaluation.font_set import read_font_set
+from emnist_lightning.inference.preprocess import load_character, stroke_width
 
 
 def look(frames: torch.Tensor) -> str:

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from emnist_lightning.checkpoints import load_predictor
-from emnist_lightning.preprocess import load_character
+from emnist_lightning.inference.predictors import load_predictor
+from emnist_lightning.inference.preprocess import load_character
 
 
 def _sample_png(folder: Path) -> Path:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from emnist_lightning.preprocess import (
+from emnist_lightning.inference.preprocess import (
     IMAGE_SIZE,
     INK_SPAN,
     light_ink_on_dark,

@@ -4,7 +4,7 @@
         --model logs/train/runs/<run>/checkpoints/last.ckpt --model <another model file>
 
 Renders the held-back font set into --font-set on first use (handwriting fonts from Debian
-packages, see emnist_lightning.font_set; never used for training), then prints, per model, its
+packages, see emnist_lightning.evaluation.font_set; never used for training), then prints, per model, its
 accuracy on the set through today's preprocessing (overall, per pen, per polarity, per font),
 through the preprocessing before issue 11 (--before), and on the split's official test images
 (--data-dir). Accuracies only: nothing here is timed. --out writes the same as JSON.
@@ -20,15 +20,15 @@ from pathlib import Path
 import torch
 from preprocess_before import load_character_before
 
-from emnist_lightning.checkpoints import load_predictor
-from emnist_lightning.data import load_split
-from emnist_lightning.font_set import (
+from emnist_lightning.data.datamodule import load_split
+from emnist_lightning.evaluation.font_set import (
     find_fonts,
     font_packages,
     read_font_set,
     score_font_set,
     write_font_set,
 )
+from emnist_lightning.inference.predictors import load_predictor
 
 
 def test_split_accuracy(predictor, data_dir: Path, split: str, batch: int = 2048) -> float:

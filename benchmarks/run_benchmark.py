@@ -81,7 +81,7 @@ def run_ours(args: argparse.Namespace, overrides: list[str]) -> dict:
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
 
-    from emnist_lightning.training import train
+    from emnist_lightning.training.run import train
 
     class TestCurve(L.Callback):
         """Times training epochs (validation excluded) and tests after each one."""

@@ -21,10 +21,10 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
-from emnist_lightning.data import EMNISTDataModule
-from emnist_lightning.model_card import ModelCard
-from emnist_lightning.precision import cpu_has_native_bf16
-from emnist_lightning.training import train
+from emnist_lightning.data.datamodule import EMNISTDataModule
+from emnist_lightning.models.card import ModelCard
+from emnist_lightning.training.precision import cpu_has_native_bf16
+from emnist_lightning.training.run import train
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = {

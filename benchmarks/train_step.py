@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emnist_lightning.nets import BatchNormCNN, SeedCNN
-from emnist_lightning.precision import cpu_has_native_bf16
+from emnist_lightning.models.nets import BatchNormCNN, SeedCNN
+from emnist_lightning.training.precision import cpu_has_native_bf16
 
 STEPS = 40
 

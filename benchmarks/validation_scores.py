@@ -17,9 +17,10 @@ from pathlib import Path
 import torch
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_recall
 
-from emnist_lightning.checkpoints import check_split_matches, load_model
-from emnist_lightning.data import EMNISTDataModule
-from emnist_lightning.precision import cpu_has_native_bf16
+from emnist_lightning.data.datamodule import EMNISTDataModule
+from emnist_lightning.data.labels import check_split_matches
+from emnist_lightning.inference.model_files import load_model
+from emnist_lightning.training.precision import cpu_has_native_bf16
 
 
 @torch.inference_mode()

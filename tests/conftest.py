@@ -2,34 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-from emnist_fixtures import write_emnist_fixture
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, open_dict
-
-REPO = Path(__file__).resolve().parents[1]
-CONF_DIR = str(REPO / "conf")
-PROXY_DIR = Path(
-    os.environ.get("EMNIST_PROXY_DIR", REPO.parent / "shared" / "data" / "emnist-proxy")
-)
+from helpers.configs import PROXY_DIR, compose_config, require_proxy_data
+from helpers.emnist_fixtures import write_emnist_fixture
+from omegaconf import DictConfig
 
 
 @pytest.fixture(scope="session")
 def tiny_emnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A balanced-split fixture: 47 classes, 12 train and 4 test images each."""
     return write_emnist_fixture(tmp_path_factory.mktemp("emnist"))
-
-
-def require_proxy_data() -> Path:
-    """The real EMNIST-47 proxy data; skips outside CI when absent, fails in CI."""
-    if not (PROXY_DIR / "EMNIST" / "raw" / "emnist-balanced-train-images-idx3-ubyte").is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"EMNIST proxy data missing at {PROXY_DIR} (set EMNIST_PROXY_DIR)")
-        pytest.skip(f"EMNIST proxy data not found at {PROXY_DIR} (set EMNIST_PROXY_DIR)")
-    return PROXY_DIR
 
 
 @pytest.fixture
@@ -40,7 +24,7 @@ def proxy_data_dir() -> Path:
 @pytest.fixture(scope="session")
 def proxy_trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A batch-norm CNN trained 300 steps on the real proxy handwriting (one per session)."""
-    from emnist_lightning.training import train
+    from emnist_lightning.training.run import train
 
     require_proxy_data()
     run = tmp_path_factory.mktemp("proxy_trained") / "run"
@@ -58,16 +42,6 @@ def proxy_trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ]
     train(compose_config("train", overrides, run))
     return run
-
-
-def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
-    """Compose a config as the command line would, with Hydra's runtime paths pinned to tmp."""
-    with initialize_config_dir(version_base="1.3", config_dir=CONF_DIR):
-        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=False)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-        cfg.paths.log_dir = str(output_dir / "logs")
-    return cfg
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from omegaconf import OmegaConf
 
-from .errors import UserError
+from emnist_lightning.errors import UserError
 
 T = TypeVar("T")
 log = logging.getLogger("emnist_lightning")
@@ -39,7 +39,7 @@ def remove_untouched_run_folder() -> None:
         folder = Path(hydra_cfg.runtime.output_dir)
     except (ImportError, ValueError):
         return
-    from . import hydra_callbacks
+    from emnist_lightning import hydra_callbacks
 
     if hydra_callbacks.created_run_folder != folder or not folder.is_dir():
         return  # never remove a folder the run did not create itself

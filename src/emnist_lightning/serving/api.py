@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..checkpoints import load_predictor, top_k
-from ..preprocess import IMAGE_SIZE
+from emnist_lightning.inference.predictors import load_predictor, top_k
+from emnist_lightning.inference.preprocess import IMAGE_SIZE
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import UserError
-from ..preprocess import load_character
-from .api import pack_input
+from emnist_lightning.errors import UserError
+from emnist_lightning.inference.preprocess import load_character
+from emnist_lightning.serving.api import pack_input
 
 FIELD = "image"
 HOW_TO_SEND = (

@@ -17,8 +17,9 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from ..checkpoints import load_predictor, resolve_model_path
-from ..errors import ConfigError
+from emnist_lightning.errors import ConfigError
+from emnist_lightning.inference.model_files import resolve_model_path
+from emnist_lightning.inference.predictors import load_predictor
 
 # LitServe binds only these (it refuses any other host before starting).
 HOSTS = ("127.0.0.1", "0.0.0.0", "::")
@@ -98,7 +99,7 @@ def add_page(app: Any) -> None:
 
 def describe_predict_route(app: Any) -> None:
     """Give /docs the request body LitServe's generic route leaves out."""
-    from .ingress import openapi_request_body
+    from emnist_lightning.serving.ingress import openapi_request_body
 
     for route in app.router.routes:
         if getattr(route, "path", None) == API_PATH:
@@ -115,8 +116,8 @@ def build_server(cfg: DictConfig, model_path: Path, class_names: list[str]) -> A
     """The LitServer: batching inference workers behind the image ingress, the page at /."""
     import litserve as ls
 
-    from .api import CharacterAPI, default_threads
-    from .ingress import ImageIngress, Limits
+    from emnist_lightning.serving.api import CharacterAPI, default_threads
+    from emnist_lightning.serving.ingress import ImageIngress, Limits
 
     api_servers = cfg.api_servers or cfg.workers
     threads = cfg.threads_per_worker or default_threads(cfg.workers, api_servers)

@@ -10,9 +10,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from ..errors import ConfigError
-from .presets import component_config
-from .storage import open_storage, storage_spec
+from emnist_lightning.errors import ConfigError
+from emnist_lightning.tuning.presets import component_config
+from emnist_lightning.tuning.storage import open_storage, storage_spec
 
 # User attributes the task sets on its trial: how it ran, for trials.csv readers and tests.
 THREADS_ATTR = "torch_threads"
@@ -78,7 +78,9 @@ def run_trial(cfg: DictConfig) -> float:
     import torch
     from optuna_integration import PyTorchLightningPruningCallback
 
-    from ..training import train  # the training stack loads only when a trial runs
+    from emnist_lightning.training.run import (
+        train,  # the training stack loads only when a trial runs
+    )
 
     trial = current_trial(cfg)
     running_at_once = parallel_trials(HydraConfig.get()) if trial else 1

@@ -6,7 +6,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..errors import ConfigError
+from emnist_lightning.errors import ConfigError
 
 SAMPLERS: dict[str, dict[str, Any]] = {
     # constant_liar: a trial still running counts as a poor result, so parallel workers do

@@ -16,9 +16,9 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from ..atomic_files import replaced_atomically
-from .storage import display_spec
-from .study import OVERRIDES_ATTR, WORKER_ATTR, is_counted
+from emnist_lightning.atomic_files import replaced_atomically
+from emnist_lightning.tuning.storage import display_spec
+from emnist_lightning.tuning.study import OVERRIDES_ATTR, WORKER_ATTR, is_counted
 
 matplotlib.use("Agg")  # files only; never open a window
 import matplotlib.pyplot as plt  # noqa: E402

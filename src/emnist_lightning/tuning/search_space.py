@@ -14,7 +14,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from ..errors import ConfigError
+from emnist_lightning.errors import ConfigError
 
 
 def _distribution(override: Override) -> BaseDistribution:

@@ -19,7 +19,7 @@ from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from ..errors import ConfigError
+from emnist_lightning.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

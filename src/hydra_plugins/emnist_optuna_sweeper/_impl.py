@@ -177,7 +177,7 @@ class PruningOptunaSweeperImpl:
     def _check_trial_configs(self, space: dict[str, BaseDistribution], fixed: list[str]) -> None:
         """Build the task config of a few trial points (range ends, every choice) and check
         their values, so a bad override or search-space key costs no trial."""
-        from emnist_lightning.validation import validate_config
+        from emnist_lightning.config_checks import validate_config
 
         for point in _probe_points(space):
             overrides = [*fixed, *(f"{k}={v}" for k, v in point.items()), "++trial_number=0"]

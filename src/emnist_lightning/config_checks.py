@@ -1,0 +1,64 @@
+"""Checks the values users override most, before any data is read or a Trainer is built."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from emnist_lightning.data.labels import SPLITS
+from emnist_lightning.errors import ConfigError
+
+# (config key, test the value must pass, what a valid value looks like)
+_RULES: list[tuple[str, Callable[[Any], bool], str]] = [
+    (
+        "model.lr",
+        lambda v: _is_number(v) and math.isfinite(v) and v > 0,
+        "a finite number greater than 0, e.g. 0.001",
+    ),
+    ("model.net.dropout", lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1), e.g. 0.3"),
+    (
+        "model.logit_adjust_tau",
+        lambda v: _is_number(v) and math.isfinite(v) and v >= 0,
+        "a finite number >= 0, e.g. 1.0",
+    ),
+    ("model.net.fc1_neurons", lambda v: _is_int(v) and v >= 1, "a whole number >= 1, e.g. 196"),
+    (
+        "model.label_smoothing",
+        lambda v: _is_number(v) and 0 <= v < 1,
+        "a number in [0, 1), e.g. 0.1",
+    ),
+    ("data.batch_size", lambda v: _is_int(v) and v >= 1, "a whole number >= 1, e.g. 256"),
+    ("data.eval_batch_size", lambda v: _is_int(v) and v >= 1, "a whole number >= 1, e.g. 1024"),
+    (
+        "data.val_fraction",
+        lambda v: _is_number(v) and 0 < v < 1,
+        "a number between 0 and 1, e.g. 0.1",
+    ),
+    ("data.std", lambda v: _is_number(v) and math.isfinite(v) and v > 0, "a number > 0"),
+    ("data.mean", lambda v: _is_number(v) and math.isfinite(v), "a finite number, e.g. 0.17"),
+    ("data.split", lambda v: v in SPLITS, "one of " + ", ".join(SPLITS)),
+    ("trainer.max_epochs", lambda v: _is_int(v) and (v >= 1 or v == -1), "a whole number >= 1"),
+    # predict.py
+    ("top_k", lambda v: _is_int(v) and v >= 1, "a whole number >= 1, e.g. 3"),
+    ("random_test", lambda v: _is_int(v) and v >= 0, "a whole number >= 0, e.g. 16"),
+    ("batch_size", lambda v: _is_int(v) and v >= 1, "a whole number >= 1, e.g. 2048"),
+]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Raise one ConfigError naming the first bad key, its value and what would work."""
+    for key, is_valid, expected in _RULES:
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None and not is_valid(value):
+            raise ConfigError(f"{key}={value!r} is invalid: it must be {expected}")

@@ -1,0 +1,1 @@
+"""Scoring a model: evaluate on the test split, the report, the handwriting-font set."""

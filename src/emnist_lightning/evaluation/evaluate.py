@@ -1,0 +1,58 @@
+"""evaluate(cfg): test figures and the full report for any model file, on demand."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from torchmetrics.functional.classification import (
+    multiclass_accuracy,
+    multiclass_f1_score,
+    multiclass_precision,
+    multiclass_recall,
+)
+
+from emnist_lightning.config_checks import validate_config
+from emnist_lightning.data.datamodule import test_split
+from emnist_lightning.data.labels import check_split_matches
+from emnist_lightning.evaluation.report import METRICS_FILE, format_metrics_table, write_report
+from emnist_lightning.inference.model_files import resolve_model_path
+from emnist_lightning.inference.predictors import load_predictor
+
+log = logging.getLogger(__name__)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Score a model on the official test split and write the evaluation report."""
+    validate_config(cfg)
+    model_path = resolve_model_path(str(cfg.ckpt_path), cfg.train_runs_dir)
+    predictor = load_predictor(model_path)
+    check_split_matches(predictor.class_names, cfg.data.split)
+    images, labels = test_split(cfg.data)
+    predictions = torch.cat(
+        [
+            predictor.probabilities(chunk.float().div(255)).argmax(dim=1)
+            for chunk in images.split(cfg.batch_size)
+        ]
+    )
+    n = len(predictor.class_names)
+    metrics = {
+        "test/acc": float(multiclass_accuracy(predictions, labels, n, average="micro")),
+        "test/f1": float(multiclass_f1_score(predictions, labels, n, average="macro")),
+        "test/precision": float(multiclass_precision(predictions, labels, n, average="macro")),
+        "test/recall": float(multiclass_recall(predictions, labels, n, average="macro")),
+    }
+    out_dir = Path(cfg.paths.output_dir)
+    # A checkpoint in <run>/checkpoints/ has its run's CSV log two folders up.
+    metrics_csv = model_path.parent.parent / "csv" / "metrics.csv"
+    pairs = write_report(predictions, labels, predictor.class_names, out_dir, metrics_csv)
+    (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+    log.info("Model: %s\n%s", model_path, format_metrics_table(metrics))
+    log.info(
+        "Most confused (true->predicted): %s", ", ".join(f"{t}->{p} ({c})" for t, p, c in pairs)
+    )
+    log.info("Report in %s", out_dir)
+    return metrics

@@ -1,0 +1,1 @@
+"""Using a trained model: model files, predictors, preprocessing, predict and export."""

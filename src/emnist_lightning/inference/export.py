@@ -1,0 +1,79 @@
+"""ONNX export: the model card's normalising wrapper as the graph, the card as metadata."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from emnist_lightning.atomic_files import replaced_atomically
+from emnist_lightning.errors import ConfigError, UserError
+from emnist_lightning.inference.model_files import (
+    ONNX_CARD_KEY,
+    export_state_dict,
+    load_model,
+    resolve_model_path,
+)
+from emnist_lightning.models.card import ModelCard, NormalizedNet
+
+log = logging.getLogger(__name__)
+FORMATS = ("onnx", "state_dict")
+
+
+def export_onnx(card: ModelCard, model: NormalizedNet, path: str | Path) -> Path:
+    """Write `model` as ONNX: input `images` (B, 1, 28, 28) in [0, 1], output `logits`."""
+    try:
+        import onnx
+    except ImportError:
+        raise UserError("ONNX export needs the onnx extra: pip install -e '.[onnx]'") from None
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wrapped = copy.deepcopy(model).cpu().float().eval()
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    with replaced_atomically(path) as partial:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                wrapped,
+                (torch.zeros(2, 1, 28, 28),),
+                dynamo=True,
+                input_names=["images"],
+                output_names=["logits"],
+                dynamic_shapes=({0: batch},),
+                verbose=False,
+            )
+        program.save(str(partial))
+        exported = onnx.load(str(partial))
+        metadata = {
+            ONNX_CARD_KEY: json.dumps(card.to_dict()),
+            "input": "images: float32 (batch, 1, 28, 28), upright, light ink on dark, in [0, 1]",
+            "output": "logits: float32 (batch, num_classes); with the card's test_time_shift > 0, "
+            "the mean log-probabilities of the shifted views",
+        }
+        onnx.helper.set_model_props(exported, metadata)
+        onnx.save(exported, str(partial))
+    return path
+
+
+def export(cfg: DictConfig) -> dict[str, Path]:
+    """Write the formats `cfg.formats` asks for from any model file; returns their paths."""
+    unknown = sorted(set(cfg.formats) - set(FORMATS))
+    if unknown:
+        raise ConfigError(
+            f"formats={list(cfg.formats)} has unknown {unknown}: use any of {list(FORMATS)}"
+        )
+    loaded = load_model(resolve_model_path(str(cfg.ckpt_path), cfg.train_runs_dir))
+    out_dir = Path(cfg.paths.output_dir)
+    written: dict[str, Path] = {}
+    if "onnx" in cfg.formats:
+        written["onnx"] = export_onnx(loaded.card, loaded.model, out_dir / "model.onnx")
+        log.info("ONNX: %s", written["onnx"])
+    if "state_dict" in cfg.formats:
+        written["state_dict"] = export_state_dict(loaded.card, loaded.model.net, out_dir)
+        log.info("state_dict: %s (+ model_card.json)", written["state_dict"])
+    return written

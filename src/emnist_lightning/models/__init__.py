@@ -1,0 +1,1 @@
+"""The model: nets and their registry, the model card, the LightningModule, optimizers."""

@@ -1,0 +1,97 @@
+"""The benchmark script runs end to end in a tiny configuration on fixtures."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from helpers.emnist_fixtures import write_emnist_fixture
+
+from emnist_lightning.training.run import train
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_benchmark_runs_every_recipe_and_writes_table_and_plot(tmp_path: Path) -> None:
+    data = write_emnist_fixture(tmp_path / "data", train_per_class=8, test_per_class=2)
+    out = tmp_path / "results"
+    stale = out / "runs" / "ours_best" / "checkpoints" / "epoch_027-val_acc_0.9999.ckpt"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"an earlier benchmark run's best checkpoint")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/run_benchmark.py",
+            "--data-dir",
+            str(data),
+            "--seed-epochs",
+            "2",
+            "--ours-epochs",
+            "1",
+            "--out",
+            str(out),
+            "--publish",
+            str(tmp_path / "published"),
+            "--overrides",
+            "data.batch_size=32",  # several steps per epoch on the tiny fixture
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = (out / "results.md").read_text()
+    for label in (
+        "seed recipe (faithful)",
+        "experiment=seed_recipe",
+        "default",
+        "experiment=fast",
+        "experiment=best",
+    ):
+        assert label in table
+    # Every target is stated as met or missed.
+    targets = [line for line in table.splitlines() if line.startswith("- Target")]
+    assert len(targets) == 3 and all(("**met**" in t) != ("**missed**" in t) for t in targets)
+    results = json.loads((out / "results.json").read_text())
+    assert [r["recipe"] for r in results] == [
+        "seed",
+        "ours_seed",
+        "ours_default",
+        "ours_fast",
+        "ours_best",
+    ]
+    seed = results[0]
+    assert len(seed["curve"]) == 2 and seed["images_seen"] == 2 * 47 * 8
+    for r in results[1:]:
+        assert (
+            len(r["curve"]) == 1 and r["images_seen"] == 47 * 8 - 47
+        )  # train split minus validation
+        assert r["final"]["acc"] > 1 / 47 and r["peak_rss_mb"] > 0  # learnt something
+    assert (out / "time_vs_accuracy.png").stat().st_size > 5_000
+    assert not stale.exists()  # each recipe trains into a fresh run folder
+    assert (tmp_path / "published" / "results.md").read_text() == table
+
+
+def test_validation_scores_prints_plain_and_shifted_rows(
+    make_train_cfg, tiny_emnist: Path, tmp_path: Path
+) -> None:
+    train(make_train_cfg("trainer.max_epochs=1", "test=false", output_dir=tmp_path / "run"))
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/validation_scores.py",
+            "--data-dir",
+            str(tiny_emnist),
+            str(last),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith(f"| {last} |")]
+    assert [row.split("|")[2].strip() for row in rows] == ["0", "1"]
+    assert all(row.count("%") == 3 for row in rows)

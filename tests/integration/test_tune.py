@@ -1,0 +1,244 @@
+import csv
+import math
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers.emnist_fixtures import write_emnist_fixture
+
+REPO = Path(__file__).resolve().parents[2]
+SEED_PARAMS = ("model.lr", "model.net.dropout", "model.net.fc1_neurons", "data.batch_size")
+
+
+@pytest.fixture(scope="module")
+def sweep_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_emnist_fixture(
+        tmp_path_factory.mktemp("tune_data"), train_per_class=10, test_per_class=1
+    )
+
+
+def _conf_files() -> dict[str, float]:
+    return {str(p): p.stat().st_mtime for p in (REPO / "conf").rglob("*")}
+
+
+def _tune_cmd(data: Path, log_dir: Path, *overrides: str) -> list[str]:
+    return [
+        sys.executable,
+        "tune.py",
+        "-m",
+        f"data.data_dir={data}",
+        "data.download=false",
+        f"paths.log_dir={log_dir}",
+        "trainer.max_epochs=2",
+        "hydra.sweeper.n_trials=3",
+        *overrides,
+    ]
+
+
+def _run(cmd: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def _trials(sweep_dir: Path) -> list[dict[str, str]]:
+    with (sweep_dir / "trials.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def _finished(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    return [r for r in rows if r["state"] in ("COMPLETE", "PRUNED", "FAIL")]
+
+
+def test_sweep_writes_every_result_and_its_printed_retrain_command_works(
+    sweep_data, tmp_path
+) -> None:
+    conf_before = _conf_files()
+    result = _run(
+        _tune_cmd(
+            sweep_data,
+            tmp_path,
+            "hydra.sweeper.study_name=smoke",
+            "hydra/sweeper/pruner=none",
+            "model.lr=tag(log,interval(1e-4,1e-2))",
+        )
+    )
+    output = result.stderr + result.stdout
+    sweep = tmp_path / "tune" / "smoke"
+    rows = _trials(sweep)
+    assert [int(r["number"]) for r in rows] == [0, 1, 2]
+    assert all(r["state"] == "COMPLETE" and r["epochs"] == "2" for r in rows)
+    assert all(1e-4 <= float(r["model.lr"]) <= 1e-2 for r in rows)  # the command-line space won
+    assert {*SEED_PARAMS} <= set(rows[0])
+    summary = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    best = max(rows, key=lambda r: float(r["value"]))
+    assert summary["best_trial"] == int(best["number"])
+    assert summary["best_value"] == pytest.approx(float(best["value"]))
+    assert summary["trials"] == {"COMPLETE": 3}
+    assert f"data.data_dir={sweep_data}" in summary["best_overrides"]
+    for plot in ("optimization_history.png", "intermediate_values.png", "param_importances.png"):
+        assert (sweep / plot).stat().st_size > 1000, plot
+    for number in range(3):
+        assert (sweep / f"trial_{number}" / "metrics.json").is_file()
+    assert "Trial 3/3" in output
+    assert not list(sweep.glob(".*.tmp"))  # atomic writes leave no temporary files
+    assert _conf_files() == conf_before  # nothing written into the source tree
+
+    tuned = yaml.safe_load((sweep / "experiment" / "tuned.yaml").read_text())
+    assert tuned["model"]["lr"] == pytest.approx(summary["best_params"]["model.lr"])
+    assert tuned["data"]["batch_size"] == summary["best_params"]["data.batch_size"]
+    # Run the retrain command exactly as printed (plus a short, quiet run).
+    printed = re.search(r"Retrain the best trial at full length: (python train\.py .*)", output)
+    assert printed, output[-2000:]
+    command = shlex.split(printed.group(1))
+    assert command[:2] == ["python", "train.py"]
+    retrain = _run(
+        [
+            sys.executable,
+            *command[1:],
+            f"paths.log_dir={tmp_path / 'retrain'}",
+            "trainer.max_epochs=1",
+            "trainer.enable_progress_bar=false",
+            "++callbacks.progress_bar=null",
+        ]
+    )
+    (run,) = (tmp_path / "retrain" / "train" / "runs").iterdir()
+    resolved = yaml.safe_load((run / "config_resolved.yaml").read_text())
+    assert (
+        resolved["model"]["net"]["fc1_neurons"] == summary["best_params"]["model.net.fc1_neurons"]
+    )
+    assert "test/acc" in retrain.stderr + retrain.stdout
+
+
+def test_bad_trials_are_pruned_and_stop_early(sweep_data, tmp_path) -> None:
+    _run(
+        _tune_cmd(
+            sweep_data,
+            tmp_path,
+            "hydra.sweeper.study_name=prune",
+            "hydra.sweeper.n_trials=6",
+            "trainer.max_epochs=3",
+            'hydra.sweeper.params.model.lr="choice(1e-7,0.005)"',
+            "hydra/sweeper/pruner=median",
+            "hydra.sweeper.pruner.n_startup_trials=1",
+            "hydra.sweeper.pruner.n_warmup_steps=0",
+        )
+    )
+    rows = _trials(tmp_path / "tune" / "prune")
+    assert len(_finished(rows)) == 6
+    pruned = [r for r in rows if r["state"] == "PRUNED"]
+    complete = [r for r in rows if r["state"] == "COMPLETE"]
+    assert pruned and complete
+    assert max(int(r["epochs"]) for r in pruned) < min(int(r["epochs"]) for r in complete) == 3
+    assert all(float(r["model.lr"]) in (1e-7, 0.005) for r in rows)
+
+
+def test_killed_sweep_resumes_keeping_finished_trials(sweep_data, tmp_path) -> None:
+    cmd = _tune_cmd(
+        sweep_data,
+        tmp_path,
+        "hydra.sweeper.study_name=resume",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.pruner=none",
+        # Long enough that trial 0 is surely still training when it is killed (30 epochs of
+        # the tiny fixture could end within the second the test waits).
+        "trainer.max_epochs=10000",
+        # The killed sweeper stops beating; after 2 s its trial is stale.
+        "hydra.sweeper.heartbeat_interval=1",
+        "hydra.sweeper.grace_period=2",
+    )
+    sweep = tmp_path / "tune" / "resume"
+    process = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while (
+            time.time() < deadline
+            and process.poll() is None
+            and not (sweep / "trial_0" / "checkpoints" / "last.ckpt").exists()
+        ):
+            time.sleep(0.1)
+        time.sleep(1.0)
+        assert process.poll() is None, "the sweep ended before it could be killed"
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    assert (sweep / "optuna.journal").is_file()
+
+    # Resume with short trials so the rest of the study is quick.
+    cmd[cmd.index("trainer.max_epochs=10000")] = "trainer.max_epochs=1"
+    result = _run(cmd)
+    rows = _trials(sweep)
+    assert len(rows) == len(_finished(rows)) == 4
+    assert rows[0]["state"] == "FAIL"  # the trial the kill interrupted
+    assert [r["state"] for r in rows[1:]] == ["COMPLETE"] * 3
+    assert "Marked interrupted trial(s) [0] as FAIL" in result.stderr + result.stdout
+
+    again = _run(cmd)  # the budget is spent: nothing more runs
+    assert "Trial " not in again.stderr + again.stdout
+    assert len(_trials(sweep)) == 4
+
+
+def test_two_workers_share_one_study_without_losing_or_repeating_trials(
+    sweep_data, tmp_path
+) -> None:
+    cmd = _tune_cmd(
+        sweep_data,
+        tmp_path,
+        "hydra.sweeper.study_name=shared",
+        "hydra.sweeper.n_trials=6",
+        "hydra.sweeper.pruner=none",
+        "trainer.max_epochs=1",
+        "hydra.sweeper.plots=false",
+    )
+    workers = [
+        subprocess.Popen(
+            cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    for worker in workers:
+        _, stderr = worker.communicate(timeout=600)
+        assert worker.returncode == 0, stderr[-3000:]
+    rows = _trials(tmp_path / "tune" / "shared")
+    assert sorted(int(r["number"]) for r in rows) == list(range(6))
+    assert len(_finished(rows)) == 6
+    assert len({r["worker"] for r in rows}) == 2  # both workers took trials
+    params = {tuple(r[p] for p in SEED_PARAMS) for r in rows}
+    assert len(params) == 6  # no two trials drew the same point
+
+
+def test_trials_that_raise_or_return_nan_fail_and_the_sweep_goes_on(tmp_path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "flaky_task.py",
+            "-m",
+            f"hydra.sweep.dir={tmp_path}",
+            "hydra.sweeper.max_failure_rate=0.9",  # 2 of the first 3 fail: go on regardless
+        ],
+        cwd=REPO / "tests" / "sweep_task",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = _trials(tmp_path)
+    assert [r["state"] for r in rows] == [
+        "COMPLETE",
+        "FAIL",
+        "FAIL",
+        "COMPLETE",
+        "COMPLETE",
+        "COMPLETE",
+    ]
+    assert "this trial breaks on purpose" in result.stderr + result.stdout
+    summary = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
+    assert summary["trials"] == {"COMPLETE": 4, "FAIL": 2}
+    assert not math.isnan(summary["best_value"])

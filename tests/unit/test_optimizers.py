@@ -1,0 +1,82 @@
+"""MuonWithAdamW: which parameters each half trains, its joint state, copies and one-line
+refusals (resuming it bit for bit: tests/test_reliability.py)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from emnist_lightning.errors import ConfigError
+from emnist_lightning.models.nets import BatchNormCNN, SeedCNN
+from emnist_lightning.models.optimizers import MuonWithAdamW
+
+
+@pytest.mark.parametrize(
+    ("net", "hidden"),
+    [
+        (SeedCNN(), "fc1.weight"),
+        (BatchNormCNN(widths=(4, 8), fc1_neurons=8), "classifier.2.weight"),
+    ],
+)
+def test_muon_trains_the_hidden_matrix_and_adamw_everything_else(
+    net: nn.Module, hidden: str
+) -> None:
+    names = {id(p): name for name, p in net.named_parameters()}
+    optimizer = MuonWithAdamW(net.parameters(), lr=0.01)
+    assert [names[id(p)] for p in optimizer.muon.param_groups[0]["params"]] == [hidden]
+    in_adamw = {names[id(p)] for p in optimizer.adamw.param_groups[0]["params"]}
+    assert in_adamw == set(names.values()) - {hidden}
+    before = {name: p.detach().clone() for name, p in net.named_parameters()}
+    net(torch.rand(8, 1, 28, 28)).logsumexp(1).mean().backward()
+    optimizer.step()
+    for name, p in net.named_parameters():
+        assert not torch.equal(p, before[name]), name
+
+
+def test_a_scheduler_drives_both_halves_and_state_round_trips() -> None:
+    net = SeedCNN()
+    optimizer = MuonWithAdamW(net.parameters(), lr=0.01)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.01, total_steps=10)
+    for _ in range(3):
+        net(torch.rand(8, 1, 28, 28)).logsumexp(1).mean().backward()
+        optimizer.step()
+        schedule.step()
+    optimizer.step()  # Muon takes beta1's current value at each step
+    adamw_group, muon_group = optimizer.adamw.param_groups[0], optimizer.muon.param_groups[0]
+    assert adamw_group["lr"] == muon_group["lr"] == schedule.get_last_lr()[0] < 0.01
+    assert muon_group["momentum"] == adamw_group["betas"][0] < 0.95  # cycled with beta1
+    copy = MuonWithAdamW(SeedCNN().parameters(), lr=0.01)
+    copy.load_state_dict(optimizer.state_dict())
+    assert copy.muon.param_groups[0]["lr"] == muon_group["lr"]
+    moment = optimizer.muon.state[optimizer.muon.param_groups[0]["params"][0]]["momentum_buffer"]
+    copied = copy.muon.state[copy.muon.param_groups[0]["params"][0]]["momentum_buffer"]
+    assert torch.equal(moment, copied)
+
+
+def test_a_net_without_a_hidden_matrix_is_refused_in_one_line() -> None:
+    with pytest.raises(ConfigError, match="no hidden weight matrix for Muon: use torch.optim"):
+        MuonWithAdamW(nn.Linear(4, 2).parameters())
+
+
+def test_the_joint_state_writes_through_and_copies_keep_working() -> None:
+    net = SeedCNN()
+    optimizer = MuonWithAdamW(net.parameters(), lr=0.01, eps=1e-6)  # extra options go to AdamW
+    assert optimizer.adamw.param_groups[0]["eps"] == 1e-6
+    net(torch.rand(8, 1, 28, 28)).logsumexp(1).mean().backward()
+    optimizer.step()
+    assert len(optimizer.state) == len(optimizer.adamw.state) + len(optimizer.muon.state) == 8
+    fc1 = net.fc1.weight
+    optimizer.state[fc1] = {"momentum_buffer": torch.zeros_like(fc1)}  # as device moves do
+    assert optimizer.muon.state[fc1]["momentum_buffer"].abs().sum() == 0
+    copied = copy.deepcopy(optimizer)
+    assert len(copied.state) == 8
+    copied.step()
+
+
+def test_parameter_groups_added_later_are_refused() -> None:
+    optimizer = MuonWithAdamW(SeedCNN().parameters(), lr=0.01)
+    with pytest.raises(ConfigError, match="cannot take parameter groups after it is built"):
+        optimizer.add_param_group({"params": [nn.Parameter(torch.zeros(2))]})
