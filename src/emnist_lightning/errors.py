@@ -31,6 +31,13 @@ class ImageInputError(UserError):
     """An image that cannot be read or holds no character."""
 
 
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, cut to `limit` characters (its type's name
+    when it has none): what a one-line error quotes of a library's multi-line message."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
 @contextlib.contextmanager
 def user_errors_unwrapped() -> Iterator[None]:
     """Re-raise a UserError that a library wrapped (Hydra's instantiate wraps every error

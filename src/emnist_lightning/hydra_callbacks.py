@@ -12,7 +12,8 @@ from omegaconf import DictConfig
 
 
 def folder_problem(folder: Path) -> str | None:
-    """Why `folder` cannot be created or written into, or None when it can."""
+    """Why `folder` cannot be created or written into, or None when it can: the one probe of
+    run and sweep folders, made before anything is written into them."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):

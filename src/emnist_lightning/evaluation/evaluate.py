@@ -8,12 +8,6 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
-from torchmetrics.functional.classification import (
-    multiclass_accuracy,
-    multiclass_f1_score,
-    multiclass_precision,
-    multiclass_recall,
-)
 
 from emnist_lightning.config_checks import validate_config
 from emnist_lightning.data.datamodule import test_split
@@ -21,6 +15,7 @@ from emnist_lightning.data.labels import check_split_matches
 from emnist_lightning.evaluation.report import METRICS_FILE, format_metrics_table, write_report
 from emnist_lightning.inference.model_files import resolve_model_path
 from emnist_lightning.inference.predictors import load_predictor
+from emnist_lightning.models.metrics import classification_metrics
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +33,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             for chunk in images.split(cfg.batch_size)
         ]
     )
-    n = len(predictor.class_names)
-    metrics = {
-        "test/acc": float(multiclass_accuracy(predictions, labels, n, average="micro")),
-        "test/f1": float(multiclass_f1_score(predictions, labels, n, average="macro")),
-        "test/precision": float(multiclass_precision(predictions, labels, n, average="macro")),
-        "test/recall": float(multiclass_recall(predictions, labels, n, average="macro")),
-    }
+    scores = classification_metrics(len(predictor.class_names), "test/")
+    metrics = {name: float(value) for name, value in scores(predictions, labels).items()}
     out_dir = Path(cfg.paths.output_dir)
     # A checkpoint in <run>/checkpoints/ has its run's CSV log two folders up.
     metrics_csv = model_path.parent.parent / "csv" / "metrics.csv"

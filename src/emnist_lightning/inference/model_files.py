@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from emnist_lightning.atomic_files import replaced_atomically
-from emnist_lightning.errors import CheckpointError, ModelFileError
+from emnist_lightning.errors import CheckpointError, ModelFileError, first_line
 from emnist_lightning.models.card import (
     CHECKPOINT_CARD_KEY,
     LEGACY_NET_PREFIX,
@@ -95,18 +95,13 @@ def resolve_model_path(spec: str, runs_dir: str | Path) -> Path:
 
 
 # -- reading ---------------------------------------------------------------------------------
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
-
-
 def _load_plain(path: str | Path, what: str, fix: str) -> Any:
     """torch.load with `weights_only=True`: tensors and plain containers, never objects."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ModelFileError(
-            f"{path} is not a readable {what} ({_first_line(exc)}): {fix}"
+            f"{path} is not a readable {what} ({first_line(exc)}): {fix}"
         ) from None
 
 
@@ -145,7 +140,7 @@ def _load_weights(model: NormalizedNet, weights: Any, path: Path, pair: str = ""
     except RuntimeError as exc:
         fix = f"use the pair written together ({pair})" if pair else "use a file train.py wrote"
         raise ModelFileError(
-            f"{path}: the weights do not fit the model card's net ({_first_line(exc)}): {fix}"
+            f"{path}: the weights do not fit the model card's net ({first_line(exc)}): {fix}"
         ) from None
 
 
@@ -178,7 +173,7 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelFileError(
-            f"{path} is not a readable JSON model card ({_first_line(exc)}): "
+            f"{path} is not a readable JSON model card ({first_line(exc)}): "
             "use the one written with the weights"
         ) from None
 

@@ -13,16 +13,10 @@ import torch.nn.functional as F
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MetricCollection
-from torchmetrics.classification import (
-    MulticlassAccuracy,
-    MulticlassF1Score,
-    MulticlassPrecision,
-    MulticlassRecall,
-)
 
-from emnist_lightning import random_states
 from emnist_lightning.data.sampling import unshard
 from emnist_lightning.errors import CheckpointError, ConfigError, ModelFileError
+from emnist_lightning.models import random_states
 from emnist_lightning.models.card import (
     CHECKPOINT_CARD_KEY,
     LEGACY_NET_PREFIX,
@@ -32,6 +26,7 @@ from emnist_lightning.models.card import (
     ModelCard,
     check_net,
 )
+from emnist_lightning.models.metrics import classification_metrics
 
 RANDOM_STATES_KEY = "random_states"
 
@@ -43,18 +38,6 @@ def plain(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if isinstance(config, DictConfig):
         return OmegaConf.to_container(config, resolve=True)
     return dict(config)
-
-
-def _metrics(num_classes: int, prefix: str) -> MetricCollection:
-    return MetricCollection(
-        {
-            "acc": MulticlassAccuracy(num_classes, average="micro"),
-            "f1": MulticlassF1Score(num_classes, average="macro"),
-            "precision": MulticlassPrecision(num_classes, average="macro"),
-            "recall": MulticlassRecall(num_classes, average="macro"),
-        },
-        prefix=prefix,
-    )
 
 
 def card_from_config(
@@ -139,8 +122,8 @@ class CharacterClassifier(L.LightningModule):
         )
         self.model = self.card.build_model(channels_last=channels_last)
         num_classes = self.card.num_classes
-        self.val_metrics = _metrics(num_classes, "val/")
-        self.test_metrics = _metrics(num_classes, "test/")
+        self.val_metrics = classification_metrics(num_classes, "val/")
+        self.test_metrics = classification_metrics(num_classes, "test/")
         # Persistent, so the best validation accuracy survives a resume from checkpoint.
         self.register_buffer("best_val_acc", torch.tensor(0.0))
         # log class frequencies of the training data, for the logit-adjusted loss.

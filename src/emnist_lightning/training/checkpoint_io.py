@@ -14,7 +14,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from emnist_lightning.atomic_files import replaced_atomically
-from emnist_lightning.errors import CheckpointError
+from emnist_lightning.errors import CheckpointError, first_line
 
 PARTIAL_SUFFIX = ".partial"
 LOCK_NAME = ".lock"
@@ -39,7 +39,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f.flush()
                 os.fsync(f.fileno())
         except (OSError, RuntimeError) as exc:  # torch's zip writer reports a full disk so
-            detail = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0][:200]
+            detail = getattr(exc, "strerror", None) or first_line(exc)
             raise CheckpointError(
                 f"cannot write checkpoint {path} ({detail}): make its folder "
                 "writable or point paths.log_dir at one that is"

@@ -47,7 +47,7 @@ from emnist_lightning.inference.model_files import (
 from emnist_lightning.models.classifier import CharacterClassifier
 from emnist_lightning.training.callbacks import SeedEachProcess
 from emnist_lightning.training.checkpoint_io import checkpoint_folder_lock, remove_partial_files
-from emnist_lightning.training.precision import resolve_precision
+from emnist_lightning.training.precision import resolve_precision, runs_on_gpu
 from emnist_lightning.training.resume import check_resume_compatible
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def build_callbacks(
 def resolve_sync_batchnorm(requested: bool, accelerator: str) -> bool:
     """SyncBatchNorm only where it runs: torch refuses it for CPU tensors (gloo), so CPU
     processes keep their own batch statistics (rank 0's are the ones saved)."""
-    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    on_gpu = runs_on_gpu(accelerator)
     if requested and not on_gpu:
         log.info("trainer.sync_batchnorm is off: SyncBatchNorm needs GPUs, this run is on CPU")
     return bool(requested) and on_gpu

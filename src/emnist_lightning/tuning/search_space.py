@@ -14,7 +14,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from emnist_lightning.errors import ConfigError
+from emnist_lightning.errors import ConfigError, first_line
 
 
 def _distribution(override: Override) -> BaseDistribution:
@@ -22,10 +22,9 @@ def _distribution(override: Override) -> BaseDistribution:
     try:
         return _build_distribution(override)
     except ValueError as exc:  # Optuna's checks: low > high, log with a bound <= 0, ...
-        reason = str(exc).strip().splitlines()[0]
         raise ConfigError(
             f"{override.get_key_element()}: {override.input_line.split('=', 1)[-1]} is not a "
-            f"valid search range: {reason}"
+            f"valid search range: {first_line(exc)}"
         ) from None
 
 

@@ -19,7 +19,7 @@ from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from emnist_lightning.errors import ConfigError
+from emnist_lightning.errors import ConfigError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def _open_database(
                 log.info("Storage tables are being created by another worker; retrying")
                 time.sleep(random.uniform(0.1, 0.5) * attempt)
                 continue
-            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            reason = first_line(getattr(exc, "orig", None) or exc)
             raise ConfigError(
                 f"cannot open storage {shown}: {reason} (check hydra.sweeper.storage and "
                 "that the database server is running)"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from optuna.trial import TrialState
 
 from emnist_lightning.cli import exit_on_user_error
 from emnist_lightning.errors import ConfigError
+from emnist_lightning.hydra_callbacks import folder_problem
 from emnist_lightning.tuning import results
 from emnist_lightning.tuning.heartbeat import Heartbeat
 from emnist_lightning.tuning.objective import parallel_trials, trial_threads
@@ -164,15 +164,12 @@ class PruningOptunaSweeperImpl:
         return instantiate(self.pruner_cfg) if self.pruner_cfg else optuna.pruners.NopPruner()
 
     def _check_sweep_dir(self) -> None:
-        try:
-            self.sweep_dir.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=self.sweep_dir):
-                pass
-        except OSError as exc:
+        problem = folder_problem(self.sweep_dir)
+        if problem is not None:
             raise ConfigError(
-                f"cannot write the sweep folder {self.sweep_dir}: {exc.strerror or exc} "
+                f"cannot write the sweep folder {self.sweep_dir}: {problem} "
                 "(set hydra.sweep.dir or paths.log_dir to a writable folder)"
-            ) from None
+            )
 
     def _check_trial_configs(self, space: dict[str, BaseDistribution], fixed: list[str]) -> None:
         """Build the task config of a few trial points (range ends, every choice) and check
