@@ -1,8 +1,15 @@
-# Two commands do all set-up on a fresh machine:
-#   make train   creates .venv, installs the project, trains (extra Hydra overrides: ARGS="...")
-#   make test    creates .venv, installs the project with dev tools, runs the default test suite
-#   make serve   the drawing page and API on the newest run's best model (trains a quick one
-#                first when there is none); server overrides: ARGS="port=8080"
+# Set-up: `make install` creates .venv and installs the project with its dev tools (then
+# `source .venv/bin/activate` to run `python train.py ...` yourself). Every task target below
+# installs on first use too, so it also works on a fresh clone:
+#   make train     train (extra Hydra overrides: ARGS="...")
+#   make tune      an Optuna sweep: tune.py -m
+#   make predict   ARGS="images=a.png" or ARGS="random_test=16"
+#   make evaluate  test figures + report for a model file (ckpt_path=best unless ARGS says)
+#   make export    ONNX + the seed-style state_dict
+#   make serve     the drawing page and API on the newest run's best model (trains a quick one
+#                  first when there is none); server overrides: ARGS="port=8080"
+#   make test      the default test suite;  make test-all  every test;  make lint  ruff
+#   make docs      the manual (docs/) as a website in site/, links checked (--strict)
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
@@ -16,7 +23,7 @@ ARGS ?=
 QUICK_ARGS ?= experiment=fast
 RUNS_DIR := logs/train/runs
 
-.PHONY: install train tune serve test test-all lint clean
+.PHONY: install train tune predict evaluate export serve test test-all lint docs clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +40,15 @@ train: install
 tune: install
 	$(PY) tune.py -m $(DATA_ARGS) $(ARGS)
 
+predict: install
+	$(PY) predict.py $(DATA_ARGS) $(ARGS)
+
+evaluate: install
+	$(PY) evaluate.py $(DATA_ARGS) $(ARGS)
+
+export: install
+	$(PY) export.py $(ARGS)
+
 serve: install
 	@if [ -z "$$(find $(RUNS_DIR) -path '*/checkpoints/last.ckpt' 2>/dev/null | head -n 1)" ]; then \
 		echo "No trained model under $(RUNS_DIR) yet: training a quick one first ($(QUICK_ARGS))"; \
@@ -46,9 +62,12 @@ test: install
 test-all: install
 	$(PY) -m pytest $(ARGS)
 
+docs: install
+	$(PY) -m mkdocs build --strict $(ARGS)
+
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks *.py
 	$(VENV)/bin/ruff format --check src tests benchmarks *.py
 
 clean:
-	rm -rf logs .pytest_cache
+	rm -rf logs site .pytest_cache
