@@ -68,6 +68,8 @@ def test_sweep_writes_every_result_and_its_printed_retrain_command_works(
             "hydra.sweeper.study_name=smoke",
             "hydra/sweeper/pruner=none",
             "model.lr=tag(log,interval(1e-4,1e-2))",
+            # A deletion reaches the retrain command (it crashed the results writer once).
+            "~callbacks.model_checkpoint.enable_version_counter",
         )
     )
     output = result.stderr + result.stdout
@@ -99,6 +101,7 @@ def test_sweep_writes_every_result_and_its_printed_retrain_command_works(
     assert printed, output[-2000:]
     command = shlex.split(printed.group(1))
     assert command[:2] == ["python", "train.py"]
+    assert "~callbacks.model_checkpoint.enable_version_counter" in command
     retrain = _run(
         [
             sys.executable,

@@ -1,12 +1,15 @@
 """The best trial's experiment config composes into what the trial ran."""
 
+import shlex
 from pathlib import Path
 
 import optuna
+import yaml
 from helpers.configs import CONF_DIR
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
-from emnist_lightning.tuning.results import best_experiment_yaml
+from emnist_lightning.tuning.results import best_experiment_yaml, retrain_command
 
 
 def _trial(params: dict) -> optuna.trial.FrozenTrial:
@@ -31,3 +34,35 @@ def test_a_sweep_under_an_experiment_retrains_with_that_experiment(tmp_path: Pat
     # from experiment=fast
     assert cfg.model.optimizer._target_ == "emnist_lightning.models.optimizers.MuonWithAdamW"
     assert cfg.trainer.max_epochs == 2 and cfg.model.label_smoothing == 0.0
+
+
+def test_deleted_added_and_forced_keys_reach_the_retrain_as_the_trial_ran_them(
+    tmp_path: Path,
+) -> None:
+    """`~key`, `~key=value`, `+key`, `++key` and a group choice: tuned.yaml plus the retrain
+    command's deletions compose into the config the best trial ran with."""
+    fixed = [
+        "~callbacks.model_checkpoint.enable_version_counter",
+        "~callbacks.lr_monitor.logging_interval=epoch",
+        "+trainer.gradient_clip_val=0.5",
+        "++trainer.accumulate_grad_batches=2",
+        "data/augment=affine",
+        "data.data_dir=/somewhere",
+    ]
+    trial = _trial({"model.lr": 0.0146})
+    text = best_experiment_yaml(trial, fixed, "keys")
+    assert "~" not in yaml.safe_load(text).__repr__()  # no `~key` written as a key
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "tuned.yaml").write_text(text)
+    command = shlex.split(retrain_command(tmp_path, fixed))
+    assert command[2:4] == ["--config-dir", str(tmp_path)]
+    retrain_overrides = command[4:]
+    with initialize_config_dir(version_base="1.3", config_dir=CONF_DIR):
+        ran = compose("train", overrides=[*fixed, "model.lr=0.0146"])
+        retrained = compose(
+            "train",
+            overrides=[*retrain_overrides, f"hydra.searchpath=[file://{tmp_path}]"],
+        )
+    assert OmegaConf.to_container(retrained) == OmegaConf.to_container(ran)
+    assert "enable_version_counter" not in retrained.callbacks.model_checkpoint
+    assert retrained.trainer.gradient_clip_val == 0.5

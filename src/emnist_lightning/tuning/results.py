@@ -118,9 +118,19 @@ def _is_search_only(override: str) -> bool:
     return _key(override).startswith(_SEARCH_ONLY_KEYS + _MACHINE_KEYS)
 
 
+def _is_deletion(override: str) -> bool:
+    return override.startswith("~")
+
+
 def machine_overrides(fixed: list[str]) -> list[str]:
     """The fixed overrides a retrain needs on its command line (data location, paths)."""
     return [o for o in fixed if _key(o).startswith(_MACHINE_KEYS)]
+
+
+def deletion_overrides(fixed: list[str]) -> list[str]:
+    """The trial's `~key` / `~key=value` deletions of recipe keys: a config file cannot delete
+    a key, so the retrain command carries them (tuned.yaml names them in a comment)."""
+    return [o for o in fixed if _is_deletion(o) and not _is_search_only(o)]
 
 
 def retrain_command(sweep_dir: Path, fixed: list[str]) -> str:
@@ -130,7 +140,7 @@ def retrain_command(sweep_dir: Path, fixed: list[str]) -> str:
         "python train.py",
         f"--config-dir {shlex.quote(str(sweep_dir))}",
         f"{EXPERIMENT_GROUP}={EXPERIMENT_NAME}",
-        *(shlex.quote(o) for o in machine_overrides(fixed)),
+        *(shlex.quote(o) for o in [*machine_overrides(fixed), *deletion_overrides(fixed)]),
     ]
     return " ".join(parts)
 
@@ -139,17 +149,20 @@ def best_experiment_yaml(best: FrozenTrial, fixed: list[str], study_name: str) -
     """An `experiment` config that retrains the best trial with train.py's full length."""
     group_choices: dict[str, str] = {}
     values: dict[str, Any] = {}
+    searched = {name.lstrip("+"): value for name, value in best.params.items()}
     for override in [*fixed, *(f"{k}={v}" for k, v in best.params.items())]:
-        if _is_search_only(override):
+        if _is_search_only(override) or _is_deletion(override):
             continue
         key, value = override.lstrip("+").split("=", 1)
         if any(part.startswith("_") for part in key.replace("/", ".").split(".")):
             continue  # read back from a shared storage: never a _target_ or _partial_ key
         parsed = yaml.safe_load(value) if value else None
         if "/" in key or ("." not in key and isinstance(parsed, str)):
-            group_choices[key] = value  # a config group choice such as model=seed_cnn
+            # A config group choice such as model=seed_cnn; `+group=x` adds one.
+            added = override.startswith("+") and not override.startswith("++")
+            group_choices[f"+{key}" if added else key] = value
         else:
-            values[key] = best.params.get(key, parsed)
+            values[key] = searched.get(key, parsed)
     nested: dict[str, Any] = {}
     for key, value in values.items():
         node = nested
@@ -161,12 +174,22 @@ def best_experiment_yaml(best: FrozenTrial, fixed: list[str], study_name: str) -
         "# @package _global_\n"
         f"# Best trial {best.number} of study '{study_name}' (objective {best.value:.4f}).\n"
     )
+    deletions = deletion_overrides(fixed)
+    if deletions:
+        header += (
+            "# The trial also deleted keys, which a config file cannot do; the retrain command "
+            f"passes them: {' '.join(shlex.quote(o) for o in deletions)}\n"
+        )
     body: dict[str, Any] = {}
     if group_choices:
         # An experiment the sweep ran under is included whole (an experiment config cannot
         # override the experiment group it belongs to); other groups are overridden.
         defaults: list[Any] = [
-            f"/experiment/{v}" if k == "experiment" else {f"override /{k}": v}
+            f"/experiment/{v}"
+            if k == "experiment"
+            else {f"/{k[1:]}": v}
+            if k.startswith("+")
+            else {f"override /{k}": v}
             for k, v in group_choices.items()
         ]
         body["defaults"] = [*defaults, "_self_"]
