@@ -1,7 +1,13 @@
-"""logger=mlflow: a real training run records its parameters and metrics in a local store."""
+"""Experiment trackers read back with their own tools: a real training run with logger=mlflow
+(MLflow's client, offline) and logger=tensorboard (TensorBoard's event reader and its hparams
+plugin's data)."""
 
+import json
 import socket
 from pathlib import Path
+
+import pytest
+import torch
 
 from emnist_lightning.training.run import train
 
@@ -40,8 +46,76 @@ def test_mlflow_logger_records_params_and_metrics_offline(
     assert float(params["net/dropout"]) == cfg.model.net.dropout
     assert params["split"] == "balanced" and params["num_classes"] == "47"
     assert params["data/batch_size"] == "64" and params["trainer/max_epochs"] == "2"
+    assert run.info.run_name == "run"  # the run folder's name
     history = client.get_metric_history(run.info.run_id, "val/acc")
-    assert len(history) == 2  # one value per epoch
+    assert [m.step for m in history] == [0, 1]  # stepped by epoch
+    lr_steps = [m.step for m in client.get_metric_history(run.info.run_id, "lr-Adam")]
+    assert lr_steps == [0, 1]
+    # MLflow's own Default experiment is not listed beside ours, nor pointed at ./mlruns.
+    assert [e.name for e in client.search_experiments()] == ["emnist-train"]
+    (default,) = [e for e in client.search_experiments(view_type=3) if e.experiment_id == "0"]
+    assert default.artifact_location.startswith(experiment.artifact_location)
+    # The run's files, as a user downloads them.
+    listed = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config_resolved.yaml", "metrics.json", "model_card.json"} <= listed
+    assert {"character_recognition.torch", "checkpoints", "report"} <= listed
+    fetched = Path(client.download_artifacts(run.info.run_id, "", str(tmp_path / "fetched")))
+    assert json.loads((fetched / "metrics.json").read_text())["test/acc"] == metrics["test/acc"]
+    card = json.loads((fetched / "model_card.json").read_text())
+    assert card["net"] == "seed_cnn" and len(card["class_names"]) == 47
+    (best,) = (fetched / "checkpoints").iterdir()  # the best one, not last.ckpt
+    assert best.name == next((run_dir / "checkpoints").glob("epoch_*")).name
+    assert torch.load(best, weights_only=True)["state_dict"].keys()
+    assert (fetched / "report" / "confusion_matrix.png").read_bytes().startswith(b"\x89PNG")
+    weights = torch.load(fetched / "character_recognition.torch", weights_only=True)
+    assert set(weights) >= {"conv1.weight", "fc2.bias"}
     assert run.data.metrics["test/acc"] == metrics["test/acc"]
     assert (run_dir / "csv" / "metrics.csv").is_file()  # the CSV logger still runs beside it
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no ./mlruns or mlflow.db
+    # no ./mlruns or mlflow.db in the working folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fetched", "run"]
+
+
+def test_tensorboard_hparams_record_holds_hyperparameters_and_final_metrics(
+    make_train_cfg, tmp_path: Path
+) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    run_dir = tmp_path / "run"
+    cfg = make_train_cfg(
+        "logger=tensorboard", "model.optimizer._target_=torch.optim.AdamW", output_dir=run_dir
+    )
+    metrics = train(cfg)
+
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"tensors": 0})
+    events.Reload()
+    records = events.PluginTagToContent("hparams")
+    # One experiment record and one session: what the HParams tab shows as one run.
+    starts = [
+        value.tag
+        for path in sorted((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+        for event in EventFileLoader(str(path)).Load()
+        for value in event.summary.value
+        if value.tag == "_hparams_/session_start_info"
+    ]
+    assert len(starts) == 1  # Lightning's run-settings record and the module's are not written
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(
+        records["_hparams_/experiment"]
+    ).experiment
+    start = plugin_data_pb2.HParamsPluginData.FromString(
+        records["_hparams_/session_start_info"]
+    ).session_start_info
+    hparams = {name: value for name, value in start.hparams.items()}
+    assert hparams["lr"].number_value == cfg.model.lr
+    assert hparams["dropout"].number_value == cfg.model.net.dropout
+    assert hparams["fc1_neurons"].number_value == cfg.model.net.fc1_neurons
+    assert hparams["batch_size"].number_value == 64
+    assert hparams["net"].string_value == "seed_cnn"
+    assert hparams["optimizer"].string_value == "AdamW"
+    assert "hp_metric" not in events.Tags()["scalars"]
+    compared = {info.name.tag for info in experiment.metric_infos}
+    assert {"test/acc", "val/acc_best", "test/f1"} <= compared
+    # The values the tab shows for those metrics: the scalars under the same tags.
+    assert events.Scalars("test/acc")[-1].value == pytest.approx(metrics["test/acc"])
+    assert events.Scalars("val/acc_best")[-1].value == pytest.approx(metrics["val/acc_best"])

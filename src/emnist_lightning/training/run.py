@@ -40,6 +40,8 @@ from emnist_lightning.evaluation.report import (
     write_report,
 )
 from emnist_lightning.inference.model_files import (
+    CARD_NAME,
+    STATE_DICT_NAME,
     export_state_dict,
     read_checkpoint,
     resolve_ckpt_path,
@@ -49,6 +51,7 @@ from emnist_lightning.training.callbacks import SeedEachProcess
 from emnist_lightning.training.checkpoint_io import checkpoint_folder_lock, remove_partial_files
 from emnist_lightning.training.precision import resolve_precision, runs_on_gpu
 from emnist_lightning.training.resume import check_resume_compatible
+from emnist_lightning.training.tracking import EpochMLFlowLogger, finish_tracking
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +218,9 @@ def build_run(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) ->
         cfg.trainer, callbacks, loggers, checkpointing=checkpointing is not None
     )
     check_process_count(cfg, trainer)
+    for logger in loggers:
+        if isinstance(logger, EpochMLFlowLogger):
+            logger.epoch_of = lambda: trainer.current_epoch
     return Run(
         cfg, datamodule, model, trainer, checkpointing, resume_from, Path(cfg.paths.output_dir)
     )
@@ -312,6 +318,33 @@ def write_artifacts(run: Run, metrics: dict[str, float]) -> None:
     log.info("Results (%s):\n%s", run.output_dir, format_metrics_table(metrics))
 
 
+def tracked_files(run: Run) -> list[Path]:
+    """What a tracker keeps of a finished run: its model files (best checkpoint, the seed-style
+    state_dict and card), resolved config, metrics and report images."""
+    names = ("config_resolved.yaml", METRICS_FILE, STATE_DICT_NAME, CARD_NAME)
+    files = [run.output_dir / name for name in names]
+    files += sorted((run.output_dir / REPORT_DIR).glob("*.png"))
+    best = best_checkpoint(run)
+    if best and Path(best).is_relative_to(run.output_dir):
+        files.append(Path(best))
+    return [path for path in files if path.is_file()]
+
+
+def track_outcome(run: Run, metrics: dict[str, float]) -> None:
+    """Hand the finished run to its experiment trackers (rank 0 only)."""
+    if not run.trainer.is_global_zero:
+        return
+    params = {**run_params(run.cfg), **dict(run.model.hparams)}
+    finish_tracking(
+        run.trainer.loggers,
+        params,
+        metrics,
+        run.trainer.global_step,
+        run.output_dir,
+        tracked_files(run),
+    )
+
+
 def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dict[str, float]:
     """Train (or resume) the configured model; test the best checkpoint; return the metrics.
 
@@ -325,4 +358,5 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dic
     metrics["epochs"] = float(run.trainer.current_epoch)
     metrics["global_step"] = float(run.trainer.global_step)
     write_artifacts(run, metrics)
+    track_outcome(run, metrics)
     return metrics
