@@ -203,6 +203,8 @@ def test_a_kill_at_any_checkpoint_write_leaves_last_and_best_consistent(
     metrics = train(cfg)
     assert metrics["epochs"] == 3 and "test/acc" in metrics
     assert not list(folder.glob(".*.partial"))  # the next run cleaned them up
+    # A best file whose deletion the kill prevented (after-4) is removed on resume too.
+    assert len(list(folder.glob("epoch_*.ckpt"))) == 1
     assert read_checkpoint(resolve_model_path("best", runs))["epoch"] == 2
 
 

@@ -6,9 +6,10 @@ import contextlib
 import errno
 import fcntl
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -45,6 +46,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 "writable or point paths.log_dir at one that is"
             ) from None
 
+    def remove_checkpoint(self, path: str | Path) -> None:
+        """Unlink a checkpoint file; never a folder (Lightning's removes recursively) or what
+        a link points to."""
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                os.unlink(path)
+
 
 def remove_partial_files(folder: str | Path) -> list[Path]:
     """Delete temporary checkpoint files left by a killed run; call with the folder locked."""
@@ -54,6 +62,29 @@ def remove_partial_files(folder: str | Path) -> list[Path]:
             leftover.unlink()
             removed.append(leftover)
     return removed
+
+
+def _open_lock_file(path: Path) -> IO[str]:
+    """Open the lock file itself, never what a link (symbolic or hard) makes of it: a run
+    folder from elsewhere may ship a `.lock` that leads to a file we would overwrite. Such
+    a lock is replaced by a fresh file (no run of ours can hold a lock through it)."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    for _ in range(3):
+        try:
+            fd = os.open(path, flags, 0o644)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            path.unlink()  # a symbolic link: remove the link, never its target
+            continue
+        info = os.fstat(fd)
+        if stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
+            return os.fdopen(fd, "a+")
+        os.close(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "its .lock is a folder", str(path))
+        path.unlink()  # a hard link, a FIFO, a device: not ours to write into
+    raise OSError(errno.EEXIST, "its .lock keeps being replaced", str(path))
 
 
 @contextlib.contextmanager
@@ -67,7 +98,7 @@ def checkpoint_folder_lock(folder: str | Path) -> Iterator[None]:
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        handle = (folder / LOCK_NAME).open("a+")
+        handle = _open_lock_file(folder / LOCK_NAME)
     except OSError as exc:
         raise CheckpointError(
             f"cannot write into checkpoint folder {folder} ({exc.strerror or exc}): make it "

@@ -210,7 +210,7 @@ def build_run(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) ->
         )
         if checkpointing is not None:
             # Keep writing where the run started, so its best-k tracking carries on.
-            checkpointing.dirpath = str(resume_from.parent)
+            checkpointing.dirpath = os.path.realpath(resume_from.parent)
     if checkpointing is not None and checkpointing.dirpath and launching_rank_zero():
         with checkpoint_folder_lock(checkpointing.dirpath):
             pass  # refuse a busy or unwritable folder now, before the Trainer says anything
