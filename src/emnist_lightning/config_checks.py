@@ -1,4 +1,7 @@
-"""Checks the values users override most, before any data is read or a Trainer is built."""
+"""Checks the values users override most, before any data is read or a Trainer is built.
+
+The net's arguments are checked by the net registry (models/nets.py), the same checks model
+files are read with, so a config and a file can never disagree on what a valid net is."""
 
 from __future__ import annotations
 
@@ -9,7 +12,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from emnist_lightning.data.labels import SPLITS
-from emnist_lightning.errors import ConfigError
+from emnist_lightning.errors import ConfigError, ModelFileError
+from emnist_lightning.models.nets import NETS, check_net, param_problem
 
 # (config key, test the value must pass, what a valid value looks like)
 _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
@@ -18,13 +22,11 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
         lambda v: _is_number(v) and math.isfinite(v) and v > 0,
         "a finite number greater than 0, e.g. 0.001",
     ),
-    ("model.net.dropout", lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1), e.g. 0.3"),
     (
         "model.logit_adjust_tau",
         lambda v: _is_number(v) and math.isfinite(v) and v >= 0,
         "a finite number >= 0, e.g. 1.0",
     ),
-    ("model.net.fc1_neurons", lambda v: _is_int(v) and v >= 1, "a whole number >= 1, e.g. 196"),
     (
         "model.label_smoothing",
         lambda v: _is_number(v) and 0 <= v < 1,
@@ -62,3 +64,23 @@ def validate_config(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key, default=None)
         if value is not None and not is_valid(value):
             raise ConfigError(f"{key}={value!r} is invalid: it must be {expected}")
+    net = OmegaConf.select(cfg, "model.net", default=None)
+    if net is not None:
+        check_net_config(OmegaConf.to_container(net, resolve=True))
+
+
+def check_net_config(net: Any) -> None:
+    """`model.net` (a registry name and the net's arguments) by the registry's own checks,
+    the ones every model file is read with."""
+    if not isinstance(net, dict):
+        raise ConfigError("model.net must be a mapping: name: <net> and the net's arguments")
+    params = {key: value for key, value in net.items() if key != "name"}
+    if net.get("name") in NETS:
+        failed = param_problem(net["name"], params)
+        if failed:
+            key, problem = failed
+            raise ConfigError(f"model.net.{key}={params[key]!r} is invalid: it {problem}")
+    try:
+        check_net(net.get("name"), params, "model.net")
+    except ModelFileError as exc:
+        raise ConfigError(str(exc)) from None

@@ -107,7 +107,7 @@ def test_command_line_prints_one_error_line_and_exits_2(tiny_emnist: Path, tmp_p
     assert result.returncode == 2
     error_lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert error_lines == [
-        "error: model.net.dropout=1.5 is invalid: it must be a number in [0, 1), e.g. 0.3"
+        "error: model.net.dropout=1.5 is invalid: it must be a finite number in [0.0, 1.0)"
     ]
 
 

@@ -20,7 +20,8 @@ from emnist_lightning.inference.export import export, export_onnx
 from emnist_lightning.inference.model_files import CARD_NAME, STATE_DICT_NAME, load_checkpoint_model
 from emnist_lightning.inference.predict import predict
 from emnist_lightning.inference.predictors import load_predictor
-from emnist_lightning.models.card import NETS, ModelCard
+from emnist_lightning.models.card import ModelCard
+from emnist_lightning.models.nets import NETS
 from emnist_lightning.training.run import train
 
 REPO = Path(__file__).resolve().parents[2]

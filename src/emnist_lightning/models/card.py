@@ -10,8 +10,7 @@ a saved model.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +19,8 @@ from torch import nn
 
 from emnist_lightning.data.labels import SPLITS
 from emnist_lightning.errors import ModelFileError
-from emnist_lightning.models.nets import BatchNormCNN, SeedCNN
+from emnist_lightning.models.nets import LEGACY_NET_PATHS, NETS, check_net
+from emnist_lightning.models.value_checks import Check, number, one_of, whole
 
 # 2 added test_time_shift (files without it read as 0; cards without shifts are written as 1).
 FORMAT_VERSION = 2
@@ -35,101 +35,6 @@ MAX_CLASSES = 1000
 CHECKPOINT_CARD_KEY = "model_card"
 NET_PREFIX = "model.net."
 LEGACY_NET_PREFIX = "net."
-
-# A field check returns the cleaned value or a short phrase saying what is wrong.
-Check = Callable[[Any], tuple[Any, str | None]]
-
-
-def _whole(low: int, high: int) -> Check:
-    def check(value: Any) -> tuple[Any, str | None]:
-        if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
-            return value, None
-        return None, f"must be a whole number in [{low}, {high}]"
-
-    return check
-
-
-def _number(low: float, high: float, *, open_high: bool = False, open_low: bool = False) -> Check:
-    def check(value: Any) -> tuple[Any, str | None]:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        ok = ok and math.isfinite(value) and (value > low if open_low else value >= low)
-        ok = ok and (value < high if open_high else value <= high)
-        if ok:
-            return float(value), None
-        return (
-            None,
-            f"must be a finite number in {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}",
-        )
-
-    return check
-
-
-def _whole_list(length: int, low: int, high: int) -> Check:
-    item = _whole(low, high)
-
-    def check(value: Any) -> tuple[Any, str | None]:
-        if isinstance(value, (list, tuple)) and len(value) == length:
-            cleaned = [item(v)[0] for v in value]
-            if all(item(v)[1] is None for v in value):
-                return cleaned, None
-        return None, f"must be a list of {length} whole numbers in [{low}, {high}]"
-
-    return check
-
-
-_DROPOUT = _number(0.0, 1.0, open_high=True)
-# Caps keep a hostile card from allocating gigabytes before its weights are checked.
-_NEURONS = _whole(1, 4096)
-
-
-@dataclass(frozen=True)
-class NetEntry:
-    """A net of this project: its class and the checks of every constructor argument."""
-
-    builder: type[nn.Module]
-    params: Mapping[str, Check]
-
-
-# The closed registry: the only nets a model file or config can name.
-NETS: dict[str, NetEntry] = {
-    "seed_cnn": NetEntry(SeedCNN, {"fc1_neurons": _NEURONS, "dropout": _DROPOUT}),
-    "bn_cnn": NetEntry(
-        BatchNormCNN,
-        {"widths": _whole_list(2, 1, 256), "fc1_neurons": _NEURONS, "dropout": _DROPOUT},
-    ),
-}
-# Files written before the card named nets by module path: looked up here, never imported.
-LEGACY_NET_PATHS = {
-    "emnist_lightning.nets.SeedCNN": "seed_cnn",
-    "emnist_lightning.nets.BatchNormCNN": "bn_cnn",
-}
-
-
-def check_net(name: Any, params: Any, where: str) -> tuple[str, dict[str, Any]]:
-    """A registry name and its checked parameters; `where` names the file or config key."""
-    if not isinstance(name, str) or name not in NETS:
-        shown = repr(name) if isinstance(name, str) and len(name) < 80 else type(name).__name__
-        raise ModelFileError(
-            f"{where}: net {shown} is not a net of this project (one of {', '.join(NETS)})"
-        )
-    if not isinstance(params, Mapping):
-        raise ModelFileError(f"{where}: the net's parameters must be a mapping of plain values")
-    entry = NETS[name]
-    unknown = sorted(str(k)[:40] for k in params if k not in entry.params)
-    if unknown:
-        raise ModelFileError(
-            f"{where}: net '{name}' has no parameter {unknown[0]!r} "
-            f"(it takes {', '.join(entry.params)})"
-        )
-    cleaned: dict[str, Any] = {}
-    for key, check in entry.params.items():
-        if key not in params:
-            continue
-        value, problem = check(params[key])
-        if problem:
-            raise ModelFileError(f"{where}: field net.{key} {problem}")
-        cleaned[key] = value
-    return name, cleaned
 
 
 def check_class_names(value: Any, where: str) -> tuple[str, ...]:
@@ -156,19 +61,10 @@ def _field(data: Mapping[str, Any], key: str, check: Check, where: str) -> Any:
     return value
 
 
-def _one_of(*allowed: Any) -> Check:
-    def check(value: Any) -> tuple[Any, str | None]:
-        if isinstance(value, type(allowed[0])) and value in allowed:
-            return value, None
-        return None, f"must be one of {', '.join(map(str, allowed))}"
-
-    return check
-
-
-_MEAN = _number(-10.0, 10.0)
-_STD = _number(0.0, 10.0, open_low=True)
-_SPLIT = _one_of(*SPLITS)
-TEST_TIME_SHIFT = _whole(0, MAX_TEST_TIME_SHIFT)
+_MEAN = number(-10.0, 10.0)
+_STD = number(0.0, 10.0, open_low=True)
+_SPLIT = one_of(*SPLITS)
+TEST_TIME_SHIFT = whole(0, MAX_TEST_TIME_SHIFT)
 
 
 @dataclass(frozen=True)
@@ -217,7 +113,7 @@ class ModelCard:
         """Check every field of a card read from `where` (a file); refuse in one line."""
         if not isinstance(data, Mapping):
             raise ModelFileError(f"{where}: the model card must be a mapping")
-        version = _field(data, "format_version", _whole(0, 10**6), where)
+        version = _field(data, "format_version", whole(0, 10**6), where)
         if version > FORMAT_VERSION:
             raise ModelFileError(
                 f"{where}: written by a newer version of this project (model card format "
@@ -241,9 +137,9 @@ class ModelCard:
             input_mean=_field(data, "input_mean", _MEAN, where),
             input_std=_field(data, "input_std", _STD, where),
             split=split,
-            image_size=_field(data, "image_size", _one_of(IMAGE_SIZE), where),
-            orientation=_field(data, "orientation", _one_of(ORIENTATION), where),
-            foreground=_field(data, "foreground", _one_of(FOREGROUND), where),
+            image_size=_field(data, "image_size", one_of(IMAGE_SIZE), where),
+            orientation=_field(data, "orientation", one_of(ORIENTATION), where),
+            foreground=_field(data, "foreground", one_of(FOREGROUND), where),
             test_time_shift=_field(
                 {"test_time_shift": 0, **data}, "test_time_shift", TEST_TIME_SHIFT, where
             ),

@@ -24,9 +24,9 @@ from emnist_lightning.models.card import (
     NET_PREFIX,
     TEST_TIME_SHIFT,
     ModelCard,
-    check_net,
 )
 from emnist_lightning.models.metrics import classification_metrics
+from emnist_lightning.models.nets import check_net
 
 RANDOM_STATES_KEY = "random_states"
 

@@ -1,12 +1,105 @@
-"""Plain nn.Modules that map (B, 1, 28, 28) normalised images to class logits."""
+"""This project's nets, and the closed registry that names them.
+
+Each net is a plain nn.Module mapping (B, 1, 28, 28) normalised images to class logits,
+registered under a name with a check for every constructor argument (`@register`). Model
+files and configs name a net and give its arguments as plain data; `check_net` checks them
+here, so nothing read from a file is ever imported or instantiated by path. Adding a net:
+one class below with `@register`, and one `conf/model/<name>.yaml` whose `net.name` is it.
+"""
 
 from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from emnist_lightning.errors import ModelFileError
+from emnist_lightning.models.value_checks import Check, number, whole, whole_list
 
+DROPOUT = number(0.0, 1.0, open_high=True)
+# Caps keep a hostile model file from allocating gigabytes before its weights are checked.
+NEURONS = whole(1, 4096)
+CHANNELS = whole_list(2, 1, 256)
+
+
+@dataclass(frozen=True)
+class NetEntry:
+    """A registered net: its class and the check of every constructor argument."""
+
+    builder: type[nn.Module]
+    params: Mapping[str, Check]
+
+
+# The closed registry: the only nets a model file or config can name (filled by @register).
+NETS: dict[str, NetEntry] = {}
+# Files written before model cards named nets by module path: looked up here, never imported.
+LEGACY_NET_PATHS = {
+    "emnist_lightning.nets.SeedCNN": "seed_cnn",
+    "emnist_lightning.nets.BatchNormCNN": "bn_cnn",
+}
+
+
+def register(name: str, **params: Check) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    """Register a net class under `name` with a check for each of its constructor arguments
+    but `num_classes` (which the model card's class list gives); a missing check is an error
+    at import, so no argument can reach a net unchecked."""
+
+    def add(cls: type[nn.Module]) -> type[nn.Module]:
+        arguments = set(inspect.signature(cls).parameters) - {"num_classes"}
+        if set(params) != arguments:
+            raise TypeError(
+                f"@register({name!r}) of {cls.__name__}: give a check for each of "
+                f"{sorted(arguments)}, no more"
+            )
+        if name in NETS:
+            raise ValueError(f"a net named {name!r} is registered already")
+        NETS[name] = NetEntry(cls, dict(params))
+        return cls
+
+    return add
+
+
+def param_problem(name: str, params: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The first argument of registered net `name` in `params` that fails its check, with
+    what it must be; None when every given argument passes."""
+    for key, check in NETS[name].params.items():
+        if key in params:
+            problem = check(params[key])[1]
+            if problem:
+                return key, problem
+    return None
+
+
+def check_net(name: Any, params: Any, where: str) -> tuple[str, dict[str, Any]]:
+    """A registry name and its checked arguments; `where` names the file or config key."""
+    if not isinstance(name, str) or name not in NETS:
+        shown = repr(name) if isinstance(name, str) and len(name) < 80 else type(name).__name__
+        raise ModelFileError(
+            f"{where}: net {shown} is not a net of this project (one of {', '.join(NETS)})"
+        )
+    if not isinstance(params, Mapping):
+        raise ModelFileError(f"{where}: the net's parameters must be a mapping of plain values")
+    entry = NETS[name]
+    unknown = sorted(str(k)[:40] for k in params if k not in entry.params)
+    if unknown:
+        raise ModelFileError(
+            f"{where}: net '{name}' has no parameter {unknown[0]!r} "
+            f"(it takes {', '.join(entry.params)})"
+        )
+    failed = param_problem(name, params)
+    if failed:
+        raise ModelFileError(f"{where}: field net.{failed[0]} {failed[1]}")
+    return name, {
+        key: check(params[key])[0] for key, check in entry.params.items() if key in params
+    }
+
+
+@register("seed_cnn", fc1_neurons=NEURONS, dropout=DROPOUT)
 class SeedCNN(nn.Module):
     """The seed script's CNN, layer for layer, except that it returns logits.
 
@@ -41,6 +134,7 @@ def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
+@register("bn_cnn", widths=CHANNELS, fc1_neurons=NEURONS, dropout=DROPOUT)
 class BatchNormCNN(nn.Module):
     """A small VGG-style CNN with batch norm: two 3x3 conv pairs, each halving the image,
     then a hidden layer. Much more accurate than the seed CNN for a few times its compute."""

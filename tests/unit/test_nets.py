@@ -1,0 +1,69 @@
+"""The net registry: every argument checked, one set of checks for configs and model files,
+and a new net is one registered class away from training."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from emnist_lightning.config_checks import validate_config
+from emnist_lightning.errors import ConfigError, ModelFileError
+from emnist_lightning.models.card import ModelCard
+from emnist_lightning.models.nets import DROPOUT, NETS, register
+from emnist_lightning.training.run import train
+
+
+class _Tiny(nn.Module):
+    """A linear classifier: the smallest net a test can register."""
+
+    def __init__(self, num_classes: int = 47, scale: float = 1.0) -> None:
+        super().__init__()
+        self.scale = scale
+        self.linear = nn.Linear(28 * 28, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.flatten(1)) * self.scale
+
+
+def test_a_net_with_an_unchecked_argument_cannot_be_registered() -> None:
+    with pytest.raises(TypeError, match=r"give a check for each of \['scale'\]"):
+        register("tiny_unchecked")(_Tiny)
+    assert "tiny_unchecked" not in NETS
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("dropout", 1.0), ("dropout", -0.1), ("fc1_neurons", 0), ("fc1_neurons", 5000)],
+)
+def test_configs_and_model_files_refuse_the_same_net_arguments(
+    make_train_cfg, key: str, value: float
+) -> None:
+    cfg = make_train_cfg(f"model.net.{key}={value}")
+    with pytest.raises(ConfigError, match=rf"^model\.net\.{key}={value} is invalid: it must be"):
+        validate_config(cfg)
+    card = ModelCard("seed_cnn", {"fc1_neurons": 16, "dropout": 0.1, key: value}, ("a", "b"), 0, 1)
+    with pytest.raises(ModelFileError, match=rf"field net\.{key} must be"):
+        ModelCard.from_dict(card.to_dict(), "card.json")
+
+
+def test_a_registered_net_trains_and_loads_by_name(make_train_cfg, tmp_path) -> None:
+    register("tiny", scale=DROPOUT)(_Tiny)
+    try:
+        cfg = make_train_cfg(
+            "~model.net",
+            "+model.net={name: tiny, scale: 0.5}",
+            "trainer.max_epochs=1",
+            "test=false",
+            "logger=none",
+            output_dir=tmp_path / "run",
+        )
+        train(cfg)
+        saved = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+        card = ModelCard.from_dict(saved["model_card"], "last.ckpt")
+        assert (card.net, card.net_params) == ("tiny", {"scale": 0.5})
+        assert isinstance(card.build_net(), _Tiny)
+        with pytest.raises(ConfigError, match="model.net.scale=2 is invalid"):
+            validate_config(make_train_cfg("~model.net", "+model.net={name: tiny, scale: 2}"))
+    finally:
+        NETS.pop("tiny", None)
