@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from omegaconf import OmegaConf
 
+from emnist_lightning.console import quiet_console
 from emnist_lightning.errors import UserError
 
 T = TypeVar("T")
@@ -53,10 +54,12 @@ def remove_untouched_run_folder() -> None:
 
 
 def exit_on_user_error(func: Callable[..., T]) -> Callable[..., T]:
-    """Wrap a task so UserError prints `error: <message>` and exits 2 instead of a traceback."""
+    """Wrap a task so UserError prints `error: <message>` and exits 2 instead of a traceback;
+    the task runs with library noise silenced (console.quiet_console)."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs) -> T:
+        quiet_console()
         try:
             return func(*args, **kwargs)
         except UserError as exc:

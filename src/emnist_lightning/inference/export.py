@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from emnist_lightning.atomic_files import replaced_atomically
 from emnist_lightning.errors import ConfigError, UserError
 from emnist_lightning.inference.model_files import (
+    CARD_NAME,
     ONNX_CARD_KEY,
     export_state_dict,
     load_model,
@@ -72,8 +73,17 @@ def export(cfg: DictConfig) -> dict[str, Path]:
     written: dict[str, Path] = {}
     if "onnx" in cfg.formats:
         written["onnx"] = export_onnx(loaded.card, loaded.model, out_dir / "model.onnx")
-        log.info("ONNX: %s", written["onnx"])
     if "state_dict" in cfg.formats:
         written["state_dict"] = export_state_dict(loaded.card, loaded.model.net, out_dir)
-        log.info("state_dict: %s (+ model_card.json)", written["state_dict"])
+    log.info("Exported %s:", loaded.path)
+    if "onnx" in written:
+        log.info(
+            "  ONNX (the net with its normalisation; card in the metadata): %s", written["onnx"]
+        )
+    if "state_dict" in written:
+        log.info(
+            "  state_dict (the seed's format) with its card: %s + %s",
+            written["state_dict"],
+            CARD_NAME,
+        )
     return written

@@ -6,12 +6,16 @@ import logging
 import os
 import re
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+
+from emnist_lightning.training.checkpoint_io import LOCK_NAME, PARTIAL_SUFFIX
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +66,25 @@ class ConsistentModelCheckpoint(ModelCheckpoint):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._pending_removals: list[str] = []
+        # Set by a run that resumes into this folder: its checkpoints are expected there.
+        self.resuming = False
+
+    def _ModelCheckpoint__warn_if_dir_not_empty(self, dirpath: str) -> None:
+        # Lightning warns about any file in the folder; ours (the run's lock, a killed write's
+        # leftover) are expected, and so are the checkpoints a resumed run carries on from.
+        folder = Path(dirpath)
+        if self.save_top_k == 0 or self.resuming or not folder.is_dir():
+            return
+        others = [
+            entry.name
+            for entry in folder.iterdir()
+            if entry.name != LOCK_NAME and not entry.name.endswith(PARTIAL_SUFFIX)
+        ]
+        if others:
+            rank_zero_warn(
+                f"Checkpoint directory {dirpath} already holds {', '.join(sorted(others)[:3])}"
+                f"{' ...' if len(others) > 3 else ''}: files of an earlier run may be replaced"
+            )
 
     def _generate_state_key(self, **kwargs) -> str:
         # Lightning's own key, so checkpoints written with plain ModelCheckpoint resume here.
@@ -175,3 +198,31 @@ class SeedEachProcess(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit" and trainer.world_size > 1:
             L.seed_everything(self.seed + trainer.global_rank, workers=True, verbose=False)
+
+
+class EpochLine(L.Callback):
+    """One log line per epoch, for consoles where a progress bar cannot redraw (a file, a
+    pipe, CI): the epoch, its time and the epoch means the module logged."""
+
+    # Shown in this order when logged; anything else logged per epoch is left to the loggers.
+    SHOWN = ("train/loss", "val/loss", "val/acc", "val/acc_best")
+
+    def __init__(self) -> None:
+        self._started = 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._started = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        metrics = trainer.callback_metrics
+        shown = [f"{key} {float(metrics[key]):.4f}" for key in self.SHOWN if key in metrics]
+        total = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
+        log.info(
+            "Epoch %d%s (%.1f s): %s",
+            trainer.current_epoch + 1,
+            total,
+            time.perf_counter() - self._started,
+            ", ".join(shown) or "no metrics logged",
+        )

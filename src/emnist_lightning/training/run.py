@@ -31,6 +31,7 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from emnist_lightning.config_checks import validate_config
+from emnist_lightning.console import progress_bar_fits, quiet_console
 from emnist_lightning.data.datamodule import EMNISTDataModule
 from emnist_lightning.errors import ConfigError, user_errors_unwrapped
 from emnist_lightning.evaluation.report import (
@@ -47,7 +48,11 @@ from emnist_lightning.inference.model_files import (
     resolve_ckpt_path,
 )
 from emnist_lightning.models.classifier import CharacterClassifier
-from emnist_lightning.training.callbacks import SeedEachProcess
+from emnist_lightning.training.callbacks import (
+    ConsistentModelCheckpoint,
+    EpochLine,
+    SeedEachProcess,
+)
 from emnist_lightning.training.checkpoint_io import checkpoint_folder_lock, remove_partial_files
 from emnist_lightning.training.precision import resolve_precision, runs_on_gpu
 from emnist_lightning.training.resume import check_resume_compatible
@@ -89,8 +94,11 @@ def build_callbacks(
     callbacks.append(SeedEachProcess(cfg.seed))
     if not has_logger:  # logger=none: nothing for a learning-rate monitor to log to
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
-    if cfg.trainer.get("enable_progress_bar") is False:
+    bars = [cb for cb in callbacks if isinstance(cb, ProgressBar)]
+    if bars and (cfg.trainer.get("enable_progress_bar") is False or not progress_bar_fits()):
         callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
+        if cfg.trainer.get("enable_progress_bar") is not False:  # no terminal: a line per epoch
+            callbacks.append(EpochLine())
     return callbacks
 
 
@@ -117,6 +125,8 @@ def build_trainer(
         callbacks=callbacks,
         logger=loggers or False,
         precision=resolve_precision(trainer_cfg.get("precision"), accelerator),
+        # Only the configured bar: without one, Lightning would add its own default bar.
+        enable_progress_bar=any(isinstance(cb, ProgressBar) for cb in callbacks),
         sync_batchnorm=resolve_sync_batchnorm(trainer_cfg.get("sync_batchnorm"), accelerator),
         # No checkpoint callback configured (callbacks=none): no checkpoints, not Lightning's.
         enable_checkpointing=checkpointing,
@@ -183,6 +193,7 @@ def run_params(cfg: DictConfig) -> dict[str, Any]:
 
 def build_run(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> Run:
     """Check the config and every data file the run will read, then build its parts."""
+    quiet_console()
     OmegaConf.resolve(cfg)
     validate_config(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -211,6 +222,8 @@ def build_run(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) ->
         if checkpointing is not None:
             # Keep writing where the run started, so its best-k tracking carries on.
             checkpointing.dirpath = os.path.realpath(resume_from.parent)
+            if isinstance(checkpointing, ConsistentModelCheckpoint):
+                checkpointing.resuming = True
     if checkpointing is not None and checkpointing.dirpath and launching_rank_zero():
         with checkpoint_folder_lock(checkpointing.dirpath):
             pass  # refuse a busy or unwritable folder now, before the Trainer says anything
@@ -269,8 +282,13 @@ def test_best(run: Run) -> dict[str, float]:
         if best:
             run.model.load_state_dict(read_checkpoint(best)["state_dict"])
         return {}
+    # verbose=False: the run prints its results once, in write_artifacts' table.
     results = run.trainer.test(
-        run.model, datamodule=run.datamodule, ckpt_path=best or None, weights_only=True
+        run.model,
+        datamodule=run.datamodule,
+        ckpt_path=best or None,
+        weights_only=True,
+        verbose=False,
     )
     return {k: float(v) for k, v in results[0].items()} if results else {}
 
