@@ -13,50 +13,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers.browser import launched_chromium
 from helpers.rendered_chars import render_character
 from helpers.serving_process import Server, post_file, running_server
 
 pytestmark = pytest.mark.proxy
 
-CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
-# Root in a container with no network: no sandbox, no GPU, nothing that phones home.
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # A vertical bar: "1", "I", or lowercase l, which EMNIST balanced files under class "L".
 BAR_READINGS = {"1", "I", "L"}
 DASH = "\u2013"
 
 
-def require_chromium() -> None:
-    problem = None
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        problem = "playwright is not installed: pip install -e '.[dev]'"
-    if problem is None and not CHROMIUM.is_file():
-        problem = f"Chromium not found at {CHROMIUM}: apt-get install chromium (or set CHROMIUM)"
-    if problem:
-        if os.environ.get("CI"):
-            pytest.fail(problem)
-        pytest.skip(problem)
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator:
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+    with launched_chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")

@@ -112,6 +112,12 @@ def describe_predict_route(app: Any) -> None:
             route.openapi_extra = openapi_request_body()
 
 
+def page_info(model_path: Path, class_names: list[str], top_k: int) -> dict[str, Any]:
+    """What GET /info tells the page (under `model`): the model file, its classes and how many
+    characters each answer ranks, so the page shows `top_k=3` or a digits model as it is."""
+    return {"model": str(model_path), "classes": class_names, "top_k": min(top_k, len(class_names))}
+
+
 def build_server(cfg: DictConfig, model_path: Path, class_names: list[str]) -> Any:
     """The LitServer: batching inference workers behind the image ingress, the page at /."""
     import litserve as ls
@@ -140,7 +146,7 @@ def build_server(cfg: DictConfig, model_path: Path, class_names: list[str]) -> A
         accelerator=cfg.accelerator,
         workers_per_device=int(cfg.workers),
         timeout=float(cfg.request_timeout),
-        model_metadata={"model": str(model_path), "classes": class_names},
+        model_metadata=page_info(model_path, class_names, int(cfg.top_k)),
         middlewares=[(ImageIngress, {"path": API_PATH, "limits": limits})],
     )
     add_page(server.app)

@@ -1,8 +1,10 @@
 // The drawing page: pointer strokes on a canvas, a prediction shortly after each stroke,
-// the top 5 as bars and the 28x28 input the model saw. Talks only to this server's /predict.
+// the top k as bars and the 28x28 input the model saw. What the model reads and how many
+// guesses it ranks come from the server's /info. Talks only to this server (/info, /predict).
 "use strict";
 
 const PREDICT_URL = "predict"; // relative, so the page also works behind a path prefix
+const INFO_URL = "info";
 const DELAY_MS = 150; // after a stroke ends, before asking (a quick next stroke resets it)
 
 const pad = document.getElementById("pad");
@@ -14,6 +16,8 @@ const predictionEl = document.getElementById("prediction");
 const probabilityEl = document.getElementById("probability");
 const topList = document.getElementById("top");
 const inputImage = document.getElementById("input");
+const classesEl = document.getElementById("classes");
+const topTitle = document.getElementById("top-title");
 
 let drawing = false;
 let hasInk = false;
@@ -168,4 +172,57 @@ fileInput.addEventListener("change", () => {
   send(file, file.name, file.name);
 });
 
+// Whole groups of characters a model may know, named; its other classes are listed.
+const CLASS_GROUPS = [
+  ["0123456789", "a digit"],
+  ["ABCDEFGHIJKLMNOPQRSTUVWXYZ", "a capital letter"],
+  ["abcdefghijklmnopqrstuvwxyz", "a small letter"],
+];
+
+// The model's classes as parts of a sentence, each part a list of strings and elements.
+function classParts(classes) {
+  const left = new Set(classes);
+  const parts = [];
+  for (const [members, name] of CLASS_GROUPS) {
+    if ([...members].every((c) => left.has(c))) {
+      parts.push([name]);
+      for (const c of members) left.delete(c);
+    }
+  }
+  // EMNIST's letters split files both cases under the small letters: "a letter".
+  if (parts.length === 1 && parts[0][0] === "a small letter" && !left.size) parts[0][0] = "a letter";
+  const rest = classes.filter((c) => left.has(c));
+  if (rest.length) {
+    const listed = document.createElement("span");
+    listed.className = "mono";
+    listed.textContent = rest.join(" ");
+    parts.push([rest.length > 1 ? "one of " : "", listed]);
+  }
+  return parts;
+}
+
+// "A digit, a capital letter or one of a b d e f g h n q r t"
+function classSentence(classes) {
+  const items = [];
+  classParts(classes).forEach((part, index, parts) => {
+    if (index > 0) items.push(index === parts.length - 1 ? " or " : ", ");
+    items.push(...part);
+  });
+  if (typeof items[0] === "string") items[0] = items[0].charAt(0).toUpperCase() + items[0].slice(1);
+  return items;
+}
+
+async function readInfo() {
+  try {
+    const response = await fetch(INFO_URL);
+    const model = response.ok ? (await response.json()).model : null;
+    if (!model || !Array.isArray(model.classes)) return;
+    topTitle.textContent = `Top ${model.top_k}`;
+    classesEl.replaceChildren(...classSentence(model.classes));
+  } catch {
+    // The page still reads drawings without it; the header stays generic.
+  }
+}
+
 resetCanvas();
+readInfo();
