@@ -93,7 +93,7 @@ def test_card_round_trips_through_plain_data_and_builds_its_net() -> None:
         ({"input_mean": float("inf")}, "field input_mean"),
         ({"split": "everything"}, "field split"),
         ({"image_size": 32}, "field image_size"),
-        ({"orientation": "transposed"}, "field orientation"),
+        ({"orientation": "sideways"}, "field orientation"),
         ({"format_version": 99}, "written by a newer version"),
         ({"format_version": "1"}, "field format_version"),
         ({"test_time_shift": 4}, "field test_time_shift"),

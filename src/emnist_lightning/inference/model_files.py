@@ -25,6 +25,7 @@ from emnist_lightning.models.card import (
     ModelCard,
     NormalizedNet,
 )
+from emnist_lightning.models.seed_layout import in_seed_layout
 
 STATE_DICT_NAME = "character_recognition.torch"
 CARD_NAME = "model_card.json"
@@ -217,11 +218,17 @@ def write_json_atomically(data: Any, path: Path) -> None:
 
 
 def export_state_dict(card: ModelCard, net: torch.nn.Module, folder: str | Path) -> Path:
-    """Write the net's state_dict as the seed did, with the model card beside it."""
+    """Write the net's state_dict as the seed did, with the model card beside it.
+
+    A seed CNN's weights are written in the seed script's layout (its transposed images and
+    0.5/0.5 normalisation folded in, models/seed_layout.py), so the seed's own script predicts
+    correctly with the file; the card says so, and `load_model` reads it back as before.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    card, state = in_seed_layout(card, {k: v.detach().cpu() for k, v in net.state_dict().items()})
     weights = folder / STATE_DICT_NAME
     with replaced_atomically(weights) as partial:
-        torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, partial)
+        torch.save(state, partial)
     write_json_atomically(card.to_dict(), folder / CARD_NAME)
     return weights

@@ -22,12 +22,17 @@ from emnist_lightning.errors import ModelFileError
 from emnist_lightning.models.nets import LEGACY_NET_PATHS, NETS, check_net
 from emnist_lightning.models.value_checks import Check, number, one_of, whole
 
-# 2 added test_time_shift (files without it read as 0; cards without shifts are written as 1).
-FORMAT_VERSION = 2
+# 2 added test_time_shift (files without it read as 0; cards without shifts are written as 1);
+# 3 added orientation "transposed" (weights in the seed script's layout, models/seed_layout.py).
+FORMAT_VERSION = 3
 IMAGE_SIZE = 28
 # Test-time augmentation: at most this many pixels of shift (a bigger one moves strokes out).
 MAX_TEST_TIME_SHIFT = 3
 ORIENTATION = "upright"
+# What the net's weights expect: upright images, or EMNIST's raw transposed ones (the seed
+# script's). Either way the model takes upright images: the wrapper transposes for the net.
+TRANSPOSED = "transposed"
+ORIENTATIONS = (ORIENTATION, TRANSPOSED)
 FOREGROUND = "light-on-dark"
 MAX_CLASSES = 1000
 # Where a Lightning checkpoint keeps its card, and where the net's weights sit in its
@@ -89,8 +94,10 @@ class ModelCard:
 
     @property
     def format_version(self) -> int:
-        """1 when nothing of format 2 is used, so older releases still read the card."""
-        return FORMAT_VERSION if self.test_time_shift else 1
+        """The oldest format that holds what this card uses, so older releases still read it."""
+        if self.orientation != ORIENTATION:
+            return 3
+        return 2 if self.test_time_shift else 1
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (also what checkpoints hold)."""
@@ -138,7 +145,7 @@ class ModelCard:
             input_std=_field(data, "input_std", _STD, where),
             split=split,
             image_size=_field(data, "image_size", one_of(IMAGE_SIZE), where),
-            orientation=_field(data, "orientation", one_of(ORIENTATION), where),
+            orientation=_field(data, "orientation", one_of(*ORIENTATIONS), where),
             foreground=_field(data, "foreground", one_of(FOREGROUND), where),
             test_time_shift=_field(
                 {"test_time_shift": 0, **data}, "test_time_shift", TEST_TIME_SHIFT, where
@@ -182,7 +189,12 @@ class ModelCard:
     def build_model(self, channels_last: bool = False) -> NormalizedNet:
         """The net behind this card's normalisation: what training, inference and export run."""
         return NormalizedNet(
-            self.build_net(), self.input_mean, self.input_std, channels_last, self.test_time_shift
+            self.build_net(),
+            self.input_mean,
+            self.input_std,
+            channels_last,
+            self.test_time_shift,
+            transposed=self.orientation == TRANSPOSED,
         )
 
     def differences(self, other: ModelCard) -> list[str]:
@@ -210,6 +222,9 @@ class NormalizedNet(nn.Module):
     [0, 1]. Training, every predictor and the ONNX export all run this one wrapper, so the
     normalisation and test-time augmentation live in one place.
 
+    `transposed`: the net's weights expect EMNIST's raw transposed images (the seed script's
+    layout); the wrapper turns the upright input for them.
+
     With `test_time_shift` > 0, evaluation (eval mode) scores each image and four copies
     shifted that many pixels up, down, left and right in one batch, and returns the mean of
     their log-probabilities; training (train mode) sees plain logits.
@@ -222,6 +237,7 @@ class NormalizedNet(nn.Module):
         std: float,
         channels_last: bool = False,
         test_time_shift: int = 0,
+        transposed: bool = False,
     ) -> None:
         super().__init__()
         self.net = net.to(memory_format=torch.channels_last) if channels_last else net
@@ -229,9 +245,12 @@ class NormalizedNet(nn.Module):
         self.std = float(std)
         self.channels_last = channels_last
         self.test_time_shift = int(test_time_shift)
+        self.transposed = transposed
 
     def _scores(self, images: torch.Tensor) -> torch.Tensor:
         inputs = (images - self.mean) / self.std
+        if self.transposed:
+            inputs = inputs.transpose(-2, -1)
         if self.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         return self.net(inputs)
