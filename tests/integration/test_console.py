@@ -12,6 +12,8 @@ import pytest
 from helpers.console import console_problems, message_lines
 from helpers.emnist_fixtures import write_emnist_fixture
 
+from emnist_lightning.inference.which_model import read_provenance
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -73,6 +75,31 @@ def test_export_says_what_it_exported_and_nothing_of_the_exporter(trained, tmp_p
     for name in ("model.onnx", "character_recognition.torch"):
         assert any(str(out / name) in line for line in lines), name
         assert (out / name).is_file()
+    # The ONNX file carries the checkpoint's training record.
+    assert read_provenance(out / "model.onnx") == read_provenance(Path(exported[9:-1]))
+
+
+def test_predict_names_the_model_it_uses_first_and_prints_nothing_twice(trained, tmp_path) -> None:
+    logs, _ = trained
+    data = next(logs.parent.glob("data"))
+    console = _run(
+        "predict.py",
+        f"paths.log_dir={logs}",
+        f"data.data_dir={data}",
+        "data.download=false",
+        "random_test=8",
+        f"hydra.run.dir={tmp_path / 'predict'}",
+    )
+    assert console_problems(console) == []
+    model, rule, record = message_lines(console)[:3]
+    best = Path(model.removeprefix("Model: "))
+    assert best.is_file() and best.parent.name == "checkpoints"
+    assert (
+        rule
+        == f"chosen by ckpt_path=best: the best checkpoint of the newest finished run under {logs / 'train' / 'runs'}"
+    )
+    assert record.startswith("experiment none (default recipe), run ")
+    assert f"validation accuracy {read_provenance(best).val_acc:.2%}" in record
 
 
 def test_checkpoint_folder_warning_only_for_another_runs_files(make_train_cfg, tmp_path) -> None:

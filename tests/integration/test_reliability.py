@@ -20,7 +20,13 @@ from helpers.emnist_fixtures import write_emnist_fixture
 from emnist_lightning.data.idx_files import expected_files, raw_folder
 from emnist_lightning.errors import CheckpointError, ConfigError, DataFilesError
 from emnist_lightning.evaluation.evaluate import evaluate
-from emnist_lightning.inference.model_files import read_checkpoint, resolve_model_path
+from emnist_lightning.inference.model_files import (
+    RUNNING,
+    best_of_run,
+    fit_status,
+    read_checkpoint,
+    resolve_model_path,
+)
 from emnist_lightning.inference.predict import predict
 from emnist_lightning.models.nets import SeedCNN
 from emnist_lightning.models.optimizers import MuonWithAdamW
@@ -180,7 +186,8 @@ def test_a_kill_at_any_checkpoint_write_leaves_last_and_best_consistent(
     assert bool(partials) == point.startswith("before")
     last = read_checkpoint(folder / "last.ckpt")
     assert last["epoch"] == (1 if point == "after-4" else 0)
-    best = resolve_model_path("best", runs)  # refuses if last.ckpt names a missing file
+    assert fit_status(folder) == RUNNING  # killed: ckpt_path=best skips this run
+    best = best_of_run(folder / "last.ckpt")  # refuses if last.ckpt names a missing file
     assert read_checkpoint(best)["epoch"] == last["epoch"]
 
     # Resume to the end, test stage included (it loads the best checkpoint).

@@ -13,8 +13,8 @@ from emnist_lightning.config_checks import validate_config
 from emnist_lightning.data.datamodule import test_split
 from emnist_lightning.data.labels import check_split_matches
 from emnist_lightning.evaluation.report import METRICS_FILE, format_metrics_table, write_report
-from emnist_lightning.inference.model_files import resolve_model_path
 from emnist_lightning.inference.predictors import load_predictor
+from emnist_lightning.inference.which_model import announce_model
 from emnist_lightning.models.metrics import classification_metrics
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Score a model on the official test split and write the evaluation report."""
     validate_config(cfg)
-    model_path = resolve_model_path(str(cfg.ckpt_path), cfg.train_runs_dir)
+    model_path = announce_model(str(cfg.ckpt_path), cfg.train_runs_dir)
     predictor = load_predictor(model_path)
     check_split_matches(predictor.class_names, cfg.data.split)
     images, labels = test_split(cfg.data)
@@ -40,7 +40,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     metrics_csv = model_path.parent.parent / "csv" / "metrics.csv"
     pairs = write_report(predictions, labels, predictor.class_names, out_dir, metrics_csv)
     (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
-    log.info("Model: %s\n%s", model_path, format_metrics_table(metrics))
+    log.info("Test figures of %s:\n%s", model_path.name, format_metrics_table(metrics))
     log.info(
         "Most confused (true->predicted): %s", ", ".join(f"{t}->{p} ({c})" for t, p, c in pairs)
     )

@@ -18,16 +18,23 @@ from emnist_lightning.inference.model_files import (
     ONNX_CARD_KEY,
     export_state_dict,
     load_model,
-    resolve_model_path,
 )
+from emnist_lightning.inference.which_model import announce_model, read_provenance
 from emnist_lightning.models.card import ModelCard, NormalizedNet
+from emnist_lightning.models.provenance import PROVENANCE_KEY, Provenance
 
 log = logging.getLogger(__name__)
 FORMATS = ("onnx", "state_dict")
 
 
-def export_onnx(card: ModelCard, model: NormalizedNet, path: str | Path) -> Path:
-    """Write `model` as ONNX: input `images` (B, 1, 28, 28) in [0, 1], output `logits`."""
+def export_onnx(
+    card: ModelCard,
+    model: NormalizedNet,
+    path: str | Path,
+    provenance: Provenance | None = None,
+) -> Path:
+    """Write `model` as ONNX: input `images` (B, 1, 28, 28) in [0, 1], output `logits`;
+    the card (and the training record, when known) in its metadata."""
     try:
         import onnx
     except ImportError:
@@ -56,6 +63,8 @@ def export_onnx(card: ModelCard, model: NormalizedNet, path: str | Path) -> Path
             "output": "logits: float32 (batch, num_classes); with the card's test_time_shift > 0, "
             "the mean log-probabilities of the shifted views",
         }
+        if provenance is not None and provenance.to_dict():
+            metadata[PROVENANCE_KEY] = json.dumps(provenance.to_dict())
         onnx.helper.set_model_props(exported, metadata)
         onnx.save(exported, str(partial))
     return path
@@ -68,11 +77,14 @@ def export(cfg: DictConfig) -> dict[str, Path]:
         raise ConfigError(
             f"formats={list(cfg.formats)} has unknown {unknown}: use any of {list(FORMATS)}"
         )
-    loaded = load_model(resolve_model_path(str(cfg.ckpt_path), cfg.train_runs_dir))
+    model_path = announce_model(str(cfg.ckpt_path), cfg.train_runs_dir)
+    loaded = load_model(model_path)
     out_dir = Path(cfg.paths.output_dir)
     written: dict[str, Path] = {}
     if "onnx" in cfg.formats:
-        written["onnx"] = export_onnx(loaded.card, loaded.model, out_dir / "model.onnx")
+        written["onnx"] = export_onnx(
+            loaded.card, loaded.model, out_dir / "model.onnx", read_provenance(model_path)
+        )
     if "state_dict" in cfg.formats:
         written["state_dict"] = export_state_dict(loaded.card, loaded.model.net, out_dir)
     log.info("Exported %s:", loaded.path)

@@ -37,17 +37,55 @@ MAX_JSON_BYTES = 1_000_000
 
 
 # -- finding model files ---------------------------------------------------------------------
+# Beside a run's checkpoints: {"status": "running"} while it fits, "finished" once the fit
+# ended normally. A killed or still-running run stays "running"; runs from before the file
+# have none (their status is unknown and they count as finished, as they always did).
+FIT_STATUS_NAME = "fit_status.json"
+RUNNING, FINISHED = "running", "finished"
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model file and, in words, the rule that chose it (for the console's first lines)."""
+
+    path: Path
+    rule: str
+
+
+def write_fit_status(checkpoint_dir: str | Path, status: str) -> None:
+    """Record whether the run writing into `checkpoint_dir` is fitting or has finished."""
+    write_json_atomically({"status": status}, Path(checkpoint_dir) / FIT_STATUS_NAME)
+
+
+def fit_status(checkpoint_dir: Path) -> str | None:
+    """RUNNING, FINISHED, or None for a run from before the status file (or an unreadable one)."""
+    path = checkpoint_dir / FIT_STATUS_NAME
+    try:
+        data = read_json(path) if path.is_file() else None
+    except ModelFileError:
+        return None
+    status = data.get("status") if isinstance(data, dict) else None
+    return status if status in (RUNNING, FINISHED) else None
+
+
+def last_checkpoints(runs_dir: str | Path) -> list[Path]:
+    """Every `last.ckpt` below `runs_dir`, newest (most recently written) first."""
+    return sorted(
+        Path(runs_dir).glob("**/checkpoints/last.ckpt"),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+
+
 def newest_last_checkpoint(runs_dir: str | Path) -> Path:
     """The most recently written `last.ckpt` below `runs_dir` (what `ckpt_path=last` means)."""
-    candidates = sorted(
-        Path(runs_dir).glob("**/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime
-    )
+    candidates = last_checkpoints(runs_dir)
     if not candidates:
         raise CheckpointError(
             f"ckpt_path=last found no checkpoints/last.ckpt under {runs_dir}: train a run first "
             "or pass ckpt_path=<path to a .ckpt file>"
         )
-    return candidates[-1]
+    return candidates[0]
 
 
 def resolve_ckpt_path(ckpt_path: str | None, runs_dir: str | Path) -> Path | None:
@@ -64,9 +102,27 @@ def resolve_ckpt_path(ckpt_path: str | None, runs_dir: str | Path) -> Path | Non
     return path
 
 
-def best_checkpoint_of_newest_run(runs_dir: str | Path) -> Path:
-    """The best checkpoint recorded by the newest run's last.ckpt (what `ckpt_path=best` means)."""
-    last = newest_last_checkpoint(runs_dir)
+def newest_finished_last_checkpoint(runs_dir: str | Path) -> tuple[Path, int]:
+    """The newest `last.ckpt` of a run that finished its fit, and how many newer runs were
+    skipped because they did not (killed, or still training)."""
+    candidates = last_checkpoints(runs_dir)
+    if not candidates:
+        raise CheckpointError(
+            f"ckpt_path=best found no checkpoints/last.ckpt under {runs_dir}: train a run "
+            "first or pass ckpt_path=<path to a model file>"
+        )
+    for skipped, last in enumerate(candidates):
+        if fit_status(last.parent) != RUNNING:
+            return last, skipped
+    raise CheckpointError(
+        f"ckpt_path=best found no finished run under {runs_dir} ({len(candidates)} did not "
+        f"finish, the newest is {candidates[0].parent.parent}): let a run finish, or pass "
+        "ckpt_path=last (the newest last.ckpt, finished or not) or a path to a model file"
+    )
+
+
+def best_of_run(last: Path) -> Path:
+    """The best checkpoint a run's last.ckpt records (last.ckpt itself when it kept none)."""
     recorded = [
         state.get("best_model_path")
         for state in read_checkpoint(last).get("callbacks", {}).values()
@@ -85,14 +141,32 @@ def best_checkpoint_of_newest_run(runs_dir: str | Path) -> Path:
     return best
 
 
-def resolve_model_path(spec: str, runs_dir: str | Path) -> Path:
-    """`best`, `last`, or a path to a .ckpt, .onnx or character_recognition.torch file."""
+def best_checkpoint_of_newest_run(runs_dir: str | Path) -> Path:
+    """The best checkpoint of the newest finished run (what `ckpt_path=best` means)."""
+    return best_of_run(newest_finished_last_checkpoint(runs_dir)[0])
+
+
+def choose_model_file(spec: str, runs_dir: str | Path) -> ModelChoice:
+    """`best`, `last`, or a path to a .ckpt, .onnx or character_recognition.torch file, with
+    the rule that chose it."""
     if spec == "best":
-        return best_checkpoint_of_newest_run(runs_dir)
+        last, skipped = newest_finished_last_checkpoint(runs_dir)
+        rule = f"ckpt_path=best: the best checkpoint of the newest finished run under {runs_dir}"
+        if skipped:
+            rule += f" (skipped {skipped} newer run{'s' * (skipped > 1)} that did not finish)"
+        return ModelChoice(best_of_run(last), rule)
+    if spec == "last":
+        rule = f"ckpt_path=last: the newest last.ckpt under {runs_dir}, finished or not"
+        return ModelChoice(newest_last_checkpoint(runs_dir), rule)
     path = resolve_ckpt_path(spec, runs_dir)
     if path is None:
         raise CheckpointError("ckpt_path is empty: pass a .ckpt/.onnx/.torch file, best or last")
-    return path
+    return ModelChoice(path, "ckpt_path: the file given")
+
+
+def resolve_model_path(spec: str, runs_dir: str | Path) -> Path:
+    """`best`, `last`, or a path to a .ckpt, .onnx or character_recognition.torch file."""
+    return choose_model_file(spec, runs_dir).path
 
 
 # -- reading ---------------------------------------------------------------------------------

@@ -16,9 +16,9 @@ from emnist_lightning.config_checks import validate_config
 from emnist_lightning.data.datamodule import test_split
 from emnist_lightning.data.labels import check_split_matches
 from emnist_lightning.errors import UserError
-from emnist_lightning.inference.model_files import resolve_model_path
 from emnist_lightning.inference.predictors import Predictor, load_predictor, top_k
 from emnist_lightning.inference.preprocess import expand_image_paths, load_character
+from emnist_lightning.inference.which_model import announce_model
 
 matplotlib.use("Agg")  # files only; never open a window
 import matplotlib.pyplot as plt  # noqa: E402
@@ -120,9 +120,7 @@ def predict(cfg: DictConfig) -> dict[str, int]:
         raise UserError(
             "nothing to predict: pass images=<file or folder>[,...] and/or random_test=N"
         )
-    model_path = resolve_model_path(str(cfg.ckpt_path), cfg.train_runs_dir)
-    predictor = load_predictor(model_path)
-    log.info("Model: %s (%d classes)", model_path, len(predictor.class_names))
+    predictor = load_predictor(announce_model(str(cfg.ckpt_path), cfg.train_runs_dir))
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary: dict[str, int] = {"predicted": 0, "failed": 0}

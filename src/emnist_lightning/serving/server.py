@@ -18,8 +18,8 @@ import torch
 from omegaconf import DictConfig
 
 from emnist_lightning.errors import ConfigError
-from emnist_lightning.inference.model_files import resolve_model_path
 from emnist_lightning.inference.predictors import load_predictor
+from emnist_lightning.inference.which_model import announce_model
 
 # LitServe binds only these (it refuses any other host before starting).
 HOSTS = ("127.0.0.1", "0.0.0.0", "::")
@@ -199,7 +199,7 @@ def serve(cfg: DictConfig) -> None:
         import litserve  # noqa: F401
     except ImportError:
         raise ConfigError("serving needs LitServe: pip install -e '.[serve]'") from None
-    model_path = resolve_model_path(str(cfg.ckpt_path), cfg.train_runs_dir).resolve()
+    model_path = announce_model(str(cfg.ckpt_path), cfg.train_runs_dir).resolve()
     class_names = list(load_predictor(model_path).class_names)
     check_port_free(cfg.host, int(cfg.port))
     server = build_server(cfg, model_path, class_names)

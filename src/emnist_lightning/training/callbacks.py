@@ -15,6 +15,8 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
+from emnist_lightning.inference.model_files import FIT_STATUS_NAME
+from emnist_lightning.models.provenance import PROVENANCE_KEY, Provenance, now_utc
 from emnist_lightning.training.checkpoint_io import LOCK_NAME, PARTIAL_SUFFIX
 
 log = logging.getLogger(__name__)
@@ -70,15 +72,16 @@ class ConsistentModelCheckpoint(ModelCheckpoint):
         self.resuming = False
 
     def _ModelCheckpoint__warn_if_dir_not_empty(self, dirpath: str) -> None:
-        # Lightning warns about any file in the folder; ours (the run's lock, a killed write's
-        # leftover) are expected, and so are the checkpoints a resumed run carries on from.
+        # Lightning warns about any file in the folder; ours (the run's lock and fit status, a
+        # killed write's leftover) are expected, and so are the checkpoints a resumed run carries on from.
         folder = Path(dirpath)
         if self.save_top_k == 0 or self.resuming or not folder.is_dir():
             return
         others = [
             entry.name
             for entry in folder.iterdir()
-            if entry.name != LOCK_NAME and not entry.name.endswith(PARTIAL_SUFFIX)
+            if entry.name not in (LOCK_NAME, FIT_STATUS_NAME)
+            and not entry.name.endswith(PARTIAL_SUFFIX)
         ]
         if others:
             rank_zero_warn(
@@ -226,3 +229,27 @@ class EpochLine(L.Callback):
             time.perf_counter() - self._started,
             ", ".join(shown) or "no metrics logged",
         )
+
+
+class RecordProvenance(L.Callback):
+    """Write the training record (models/provenance.py) into every checkpoint: which run and
+    experiment, when, after how many epochs, and the validation accuracy of its weights."""
+
+    def __init__(self, run: str, experiment: str | None) -> None:
+        self.run = run
+        self.experiment = experiment
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        val_acc = trainer.callback_metrics.get("val/acc")
+        checkpoint[PROVENANCE_KEY] = Provenance(
+            run=self.run,
+            experiment=self.experiment,
+            saved_at=now_utc(),
+            epochs=trainer.current_epoch + 1,
+            max_epochs=trainer.max_epochs
+            if trainer.max_epochs and trainer.max_epochs > 0
+            else None,
+            val_acc=float(val_acc) if val_acc is not None else None,
+        ).to_dict()

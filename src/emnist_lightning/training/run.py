@@ -42,15 +42,20 @@ from emnist_lightning.evaluation.report import (
 )
 from emnist_lightning.inference.model_files import (
     CARD_NAME,
+    FINISHED,
+    RUNNING,
     STATE_DICT_NAME,
     export_state_dict,
     read_checkpoint,
     resolve_ckpt_path,
+    write_fit_status,
 )
 from emnist_lightning.models.classifier import CharacterClassifier
+from emnist_lightning.models.provenance import NO_EXPERIMENT
 from emnist_lightning.training.callbacks import (
     ConsistentModelCheckpoint,
     EpochLine,
+    RecordProvenance,
     SeedEachProcess,
 )
 from emnist_lightning.training.checkpoint_io import checkpoint_folder_lock, remove_partial_files
@@ -86,12 +91,21 @@ def _instantiate_all(group: DictConfig | None) -> list[Any]:
     return [instantiate(node) for node in group.values() if node and "_target_" in node]
 
 
+def experiment_name() -> str | None:
+    """The `experiment=` this run chose (NO_EXPERIMENT for none); None outside Hydra's
+    command line, where the choice is not recorded."""
+    if not HydraConfig.initialized():
+        return None
+    return HydraConfig.get().runtime.choices.get("experiment") or NO_EXPERIMENT
+
+
 def build_callbacks(
     cfg: DictConfig, extra: list[Callback] | None, has_logger: bool
 ) -> list[Callback]:
     """The configured callbacks plus `extra`, minus those the trainer settings rule out."""
     callbacks: list[Callback] = _instantiate_all(cfg.get("callbacks")) + list(extra or [])
     callbacks.append(SeedEachProcess(cfg.seed))
+    callbacks.append(RecordProvenance(Path(cfg.paths.output_dir).name, experiment_name()))
     if not has_logger:  # logger=none: nothing for a learning-rate monitor to log to
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
     bars = [cb for cb in callbacks if isinstance(cb, ProgressBar)]
@@ -265,10 +279,21 @@ def fit(run: Run) -> None:
         logger.log_hyperparams(run_params(run.cfg))
     if run.resume_from is not None:
         log.info("Resuming from %s", run.resume_from)
+    record_fit_status(run, RUNNING)
     # weights_only: Lightning reopens the file by path; it must stay plain data there too.
     run.trainer.fit(
         run.model, datamodule=run.datamodule, ckpt_path=run.resume_from, weights_only=True
     )
+    if not run.trainer.interrupted:
+        record_fit_status(run, FINISHED)
+
+
+def record_fit_status(run: Run, status: str) -> None:
+    """Mark the checkpoint folder's run as fitting or finished (rank 0), so that
+    `ckpt_path=best` can skip runs that were killed or are still training."""
+    folder = run.checkpointing.dirpath if run.checkpointing is not None else None
+    if folder and launching_rank_zero():
+        write_fit_status(folder, status)
 
 
 def best_checkpoint(run: Run) -> str:
