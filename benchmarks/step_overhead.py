@@ -40,7 +40,7 @@ VARIANTS = {
 
 def bare_loop(data_dir: str, steps: int, fused: bool) -> float:
     """Images/s of the same net and batches with nothing but forward, backward and step."""
-    datamodule = EMNISTDataModule(data_dir, download=False, batch_size=256, mean=0.5, std=0.5)
+    datamodule = EMNISTDataModule(data_dir, download=False, batch_size=256)
     datamodule.setup("fit")
     card = ModelCard(
         net="seed_cnn",

@@ -1,7 +1,8 @@
 """Checks the values users override most, before any data is read or a Trainer is built.
 
-The net's arguments are checked by the net registry (models/nets.py), the same checks model
-files are read with, so a config and a file can never disagree on what a valid net is."""
+The net's arguments are checked by the net registry (models/nets.py) and the normalisation by
+the model card's checks (models/card.py): the checks model files are read with, so a config
+and a file can never disagree on what a valid model is."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from emnist_lightning.data.labels import SPLITS
 from emnist_lightning.errors import ConfigError, ModelFileError
+from emnist_lightning.models.card import INPUT_MEAN, INPUT_STD
 from emnist_lightning.models.nets import NETS, check_net, param_problem
+from emnist_lightning.models.value_checks import Check
 
 # (config key, test the value must pass, what a valid value looks like)
 _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
@@ -39,15 +42,16 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
         lambda v: _is_number(v) and 0 < v < 1,
         "a number between 0 and 1, e.g. 0.1",
     ),
-    ("data.std", lambda v: _is_number(v) and math.isfinite(v) and v > 0, "a number > 0"),
-    ("data.mean", lambda v: _is_number(v) and math.isfinite(v), "a finite number, e.g. 0.17"),
     ("data.split", lambda v: v in SPLITS, "one of " + ", ".join(SPLITS)),
     ("trainer.max_epochs", lambda v: _is_int(v) and (v >= 1 or v == -1), "a whole number >= 1"),
     # predict.py
     ("top_k", lambda v: _is_int(v) and v >= 1, "a whole number >= 1, e.g. 3"),
     ("random_test", lambda v: _is_int(v) and v >= 0, "a whole number >= 0, e.g. 16"),
-    ("batch_size", lambda v: _is_int(v) and v >= 1, "a whole number >= 1, e.g. 2048"),
 ]
+# Model-card fields a training config sets, checked as every model file's card is.
+_CARD_FIELDS: dict[str, Check] = {"model.input_mean": INPUT_MEAN, "model.input_std": INPUT_STD}
+# Keys that moved: an experiment file of an earlier release may still set them.
+_MOVED_KEYS = {"data.mean": "model.input_mean", "data.std": "model.input_std"}
 
 
 def _is_number(value: Any) -> bool:
@@ -64,6 +68,17 @@ def validate_config(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key, default=None)
         if value is not None and not is_valid(value):
             raise ConfigError(f"{key}={value!r} is invalid: it must be {expected}")
+    for old, new in _MOVED_KEYS.items():
+        if OmegaConf.select(cfg, old, default=None) is not None:
+            raise ConfigError(
+                f"{old} is now {new} (normalisation is a fact of the model, recorded in its "
+                f"card): set {new} instead"
+            )
+    for key, check in _CARD_FIELDS.items():
+        value = OmegaConf.select(cfg, key, default=None)
+        problem = check(value)[1] if value is not None else None
+        if problem:
+            raise ConfigError(f"{key}={value!r} is invalid: it {problem}")
     net = OmegaConf.select(cfg, "model.net", default=None)
     if net is not None:
         check_net_config(OmegaConf.to_container(net, resolve=True))

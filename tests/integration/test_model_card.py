@@ -188,8 +188,8 @@ def test_an_old_checkpoint_resumes_into_todays_module(make_train_cfg, tmp_path: 
         make_train_cfg(
             f"ckpt_path={copy}",
             "model.net.fc1_neurons=8",
-            "data.mean=0.2",
-            "data.std=0.3",
+            "model.input_mean=0.2",
+            "model.input_std=0.3",
             "trainer.max_epochs=2",
             "test=false",
         )

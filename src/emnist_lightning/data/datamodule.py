@@ -89,8 +89,6 @@ class EMNISTDataModule(L.LightningDataModule):
         val_fraction: float = 0.1,
         batch_size: int = 256,
         eval_batch_size: int = 1024,
-        mean: float = 0.1736,
-        std: float = 0.3317,
         augment: nn.Module | None = None,
         in_memory: bool = True,
         num_workers: int = 0,
@@ -104,8 +102,6 @@ class EMNISTDataModule(L.LightningDataModule):
         self.val_fraction = val_fraction
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
-        self.mean = mean
-        self.std = std
         self.augment = augment
         self.in_memory = in_memory
         self.num_workers = num_workers

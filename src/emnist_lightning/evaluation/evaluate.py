@@ -30,7 +30,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     predictions = torch.cat(
         [
             predictor.probabilities(chunk.float().div(255)).argmax(dim=1)
-            for chunk in images.split(cfg.batch_size)
+            for chunk in images.split(cfg.data.eval_batch_size)
         ]
     )
     scores = classification_metrics(len(predictor.class_names), "test/")

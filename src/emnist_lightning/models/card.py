@@ -66,8 +66,8 @@ def _field(data: Mapping[str, Any], key: str, check: Check, where: str) -> Any:
     return value
 
 
-_MEAN = number(-10.0, 10.0)
-_STD = number(0.0, 10.0, open_low=True)
+INPUT_MEAN = number(-10.0, 10.0)
+INPUT_STD = number(0.0, 10.0, open_low=True)
 _SPLIT = one_of(*SPLITS)
 TEST_TIME_SHIFT = whole(0, MAX_TEST_TIME_SHIFT)
 
@@ -141,8 +141,8 @@ class ModelCard:
             net=name,
             net_params=params,
             class_names=check_class_names(data.get("class_names"), where),
-            input_mean=_field(data, "input_mean", _MEAN, where),
-            input_std=_field(data, "input_std", _STD, where),
+            input_mean=_field(data, "input_mean", INPUT_MEAN, where),
+            input_std=_field(data, "input_std", INPUT_STD, where),
             split=split,
             image_size=_field(data, "image_size", one_of(IMAGE_SIZE), where),
             orientation=_field(data, "orientation", one_of(*ORIENTATIONS), where),

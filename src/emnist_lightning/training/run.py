@@ -221,8 +221,6 @@ def build_run(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) ->
             cfg.model,
             num_classes=datamodule.num_classes,
             class_names=datamodule.characters,
-            input_mean=datamodule.mean,
-            input_std=datamodule.std,
             split=datamodule.split,
         )
         loggers = _instantiate_all(cfg.get("logger"))
