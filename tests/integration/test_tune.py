@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.console import console_problems
 from helpers.emnist_fixtures import write_emnist_fixture
 
 REPO = Path(__file__).resolve().parents[2]
@@ -73,6 +74,7 @@ def test_sweep_writes_every_result_and_its_printed_retrain_command_works(
         )
     )
     output = result.stderr + result.stdout
+    assert [p for p in console_problems(output) if not p.startswith("printed twice")] == []
     sweep = tmp_path / "tune" / "smoke"
     rows = _trials(sweep)
     assert [int(r["number"]) for r in rows] == [0, 1, 2]

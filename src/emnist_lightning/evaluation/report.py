@@ -8,12 +8,17 @@ from pathlib import Path
 
 import matplotlib
 import torch
+import yaml
+from matplotlib.figure import Figure
 from torchmetrics.functional.classification import (
     multiclass_confusion_matrix,
     multiclass_f1_score,
     multiclass_precision,
     multiclass_recall,
 )
+
+from emnist_lightning.models.classifier import training_loss_name
+from emnist_lightning.plot_axes import integer_x_axis
 
 matplotlib.use("Agg")  # files only; never open a window
 import matplotlib.pyplot as plt  # noqa: E402
@@ -78,8 +83,8 @@ def plot_confusion(confusion: torch.Tensor, class_names: list[str], path: Path) 
     plt.close(figure)
 
 
-def plot_learning_curves(metrics_csv: Path, path: Path) -> bool:
-    """Loss and accuracy per epoch from a CSVLogger file; False when it has no epochs yet."""
+def _epoch_series(metrics_csv: Path) -> dict[str, dict[int, float]]:
+    """Per-epoch values of the training loss, validation loss and accuracy in a CSVLogger file."""
     with metrics_csv.open() as f:
         rows = list(csv.DictReader(f))
     series: dict[str, dict[int, float]] = {}
@@ -91,28 +96,62 @@ def plot_learning_curves(metrics_csv: Path, path: Path) -> bool:
                 # train/loss is the epoch mean itself when it is not logged per step
                 name = "train/loss_epoch" if key == "train/loss" else key
                 series.setdefault(name, {})[int(row["epoch"])] = float(row[key])
+    return series
+
+
+def _training_loss_label(metrics_csv: Path) -> str:
+    """The training curve's name, from the run's hyperparameters (hparams.yaml beside the CSV,
+    read as plain YAML); "training loss" alone when they are not there."""
+    try:
+        hparams = yaml.safe_load((metrics_csv.parent / "hparams.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return "training loss"
+    if not isinstance(hparams, dict):
+        return "training loss"
+    return f"training loss: {training_loss_name(hparams)}"
+
+
+def learning_curves_figure(metrics_csv: Path) -> Figure | None:
+    """Loss and accuracy per epoch (whole-epoch ticks); None when the file has no epochs yet."""
+    series = _epoch_series(metrics_csv)
     if not series:
-        return False
-    figure, (loss_axes, acc_axes) = plt.subplots(1, 2, figsize=(10, 4))
-    for key, label in (("train/loss_epoch", "train loss"), ("val/loss", "validation loss")):
+        return None
+    figure = Figure(figsize=(10, 4.8), layout="constrained")
+    loss_axes, acc_axes = figure.subplots(1, 2)
+    curves = (
+        ("train/loss_epoch", f"{_training_loss_label(metrics_csv)}\n(mean over the epoch)"),
+        ("val/loss", "validation loss: cross-entropy\n(end of epoch)"),
+    )
+    epochs_seen: list[int] = []
+    for key, label in curves:
         if key in series:
             epochs = sorted(series[key])
+            epochs_seen += [e + 1 for e in epochs]
             loss_axes.plot(
                 [e + 1 for e in epochs], [series[key][e] for e in epochs], marker="o", label=label
             )
     if "val/acc" in series:
         epochs = sorted(series["val/acc"])
+        epochs_seen += [e + 1 for e in epochs]
         acc_axes.plot(
             [e + 1 for e in epochs], [100 * series["val/acc"][e] for e in epochs], marker="o"
         )
-    loss_axes.set(xlabel="epoch", ylabel="cross-entropy", title="Loss")
-    loss_axes.legend()
+    loss_axes.set(xlabel="epoch", ylabel="loss", title="Loss")
+    # Below the axes: the curves start top left and fall, wherever a legend inside would be.
+    loss_axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15))
     acc_axes.set(xlabel="epoch", ylabel="accuracy (%)", title="Validation accuracy")
     for axes in (loss_axes, acc_axes):
+        integer_x_axis(axes, sorted(set(epochs_seen)))
         axes.grid(True, alpha=0.3)
-    figure.tight_layout()
+    return figure
+
+
+def plot_learning_curves(metrics_csv: Path, path: Path) -> bool:
+    """Write learning_curves.png from a CSVLogger file; False when it has no epochs yet."""
+    figure = learning_curves_figure(metrics_csv)
+    if figure is None:
+        return False
     figure.savefig(path, dpi=120)
-    plt.close(figure)
     return True
 
 

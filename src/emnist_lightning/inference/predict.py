@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import matplotlib
 import torch
+from matplotlib.figure import Figure
 from omegaconf import DictConfig
 
 from emnist_lightning.config_checks import validate_config
@@ -19,9 +19,6 @@ from emnist_lightning.errors import UserError
 from emnist_lightning.inference.predictors import Predictor, load_predictor, top_k
 from emnist_lightning.inference.preprocess import expand_image_paths, load_character
 from emnist_lightning.inference.which_model import announce_model
-
-matplotlib.use("Agg")  # files only; never open a window
-import matplotlib.pyplot as plt  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +64,14 @@ def predict_files(
     return {"predicted": len(kept), "failed": len(paths) - len(kept)}
 
 
-def plot_grid(images: torch.Tensor, predicted: list[str], actual: list[str], path: Path) -> None:
-    """Upright images titled "pred / true"; mistakes in red."""
+def grid_figure(images: torch.Tensor, predicted: list[str], actual: list[str]) -> Figure:
+    """Upright images titled "pred / true", mistakes in red; each title sits in its own row
+    band (constrained layout), never over the image above it."""
     n = len(images)
     cols = min(n, 8)
     rows = -(-n // cols)
-    figure, axes_grid = plt.subplots(rows, cols, figsize=(1.4 * cols, 1.6 * rows), squeeze=False)
+    figure = Figure(figsize=(1.5 * cols, 1.75 * rows + 0.5), layout="constrained")
+    axes_grid = figure.subplots(rows, cols, squeeze=False)
     for axes in axes_grid.flat:
         axes.axis("off")
     for axes, image, pred, true in zip(axes_grid.flat, images, predicted, actual, strict=False):
@@ -84,9 +83,11 @@ def plot_grid(images: torch.Tensor, predicted: list[str], actual: list[str], pat
             fontsize=10,
         )
     figure.suptitle("pred / true (red: mistake)", fontsize=10)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    return figure
+
+
+def plot_grid(images: torch.Tensor, predicted: list[str], actual: list[str], path: Path) -> None:
+    grid_figure(images, predicted, actual).savefig(path, dpi=120)
 
 
 def predict_random_test(predictor: Predictor, cfg: DictConfig, out_dir: Path) -> dict[str, int]:

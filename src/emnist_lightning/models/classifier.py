@@ -70,6 +70,18 @@ def card_from_config(
     )
 
 
+def training_loss_name(hparams: Mapping[str, Any]) -> str:
+    """What `train/loss` is for a run with these hyperparameters (CharacterClassifier._loss):
+    not the validation cross-entropy once logits are adjusted or labels smoothed."""
+    tau, smoothing = hparams.get("logit_adjust_tau"), hparams.get("label_smoothing")
+    parts = []
+    if isinstance(tau, (int, float)) and tau:
+        parts.append(f"logit-adjusted, tau {tau:g}")
+    if isinstance(smoothing, (int, float)) and smoothing:
+        parts.append(f"label smoothing {smoothing:g}")
+    return f"cross-entropy ({'; '.join(parts)})" if parts else "cross-entropy"
+
+
 class CharacterClassifier(L.LightningModule):
     """Classifies upright [0, 1] character images with the net its model card names.
 
@@ -153,6 +165,7 @@ class CharacterClassifier(L.LightningModule):
         return self.model(images)
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        # training_loss_name() says in words what this computes: keep the two together.
         if self.hparams.logit_adjust_tau:
             logits = logits + self.hparams.logit_adjust_tau * self.log_prior
         return F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)

@@ -6,7 +6,6 @@ import csv
 import io
 import logging
 import shlex
-import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from emnist_lightning.tuning.storage import display_spec
 from emnist_lightning.tuning.study import OVERRIDES_ATTR, WORKER_ATTR, is_counted
 
 matplotlib.use("Agg")  # files only; never open a window
-import matplotlib.pyplot as plt  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -211,29 +209,28 @@ def write_best_experiment(study: optuna.Study, sweep_dir: Path) -> Path | None:
 
 
 def write_plots(study: optuna.Study, sweep_dir: Path) -> list[Path]:
-    """Optuna's matplotlib plots; each is skipped with a note when the study is too small."""
-    from optuna.visualization import matplotlib as optuna_plots
+    """The study's pictures (study_plots); one that cannot be drawn yet is left out (a stale
+    copy removed) and the reason said once."""
+    from emnist_lightning.tuning.study_plots import FIGURES, NotDrawn
 
     written = []
-    plots = {
-        "optimization_history.png": optuna_plots.plot_optimization_history,
-        "param_importances.png": optuna_plots.plot_param_importances,
-        "intermediate_values.png": optuna_plots.plot_intermediate_values,
-    }
-    for name, plot in plots.items():
+    for name, build in FIGURES.items():
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                axes = plot(study)
-            figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
-            figure.tight_layout()
-            with replaced_atomically(sweep_dir / name, ".tmp") as partial:
-                figure.savefig(partial, dpi=120, format="png")
-            plt.close(figure)
-            written.append(sweep_dir / name)
-        except Exception as exc:  # e.g. importances need two complete trials
-            log.info("Skipped %s: %s", name, exc)
+            figure = build(study)
+        except NotDrawn as exc:
+            (sweep_dir / name).unlink(missing_ok=True)
+            if (name, str(exc)) not in _SAID:
+                _SAID.add((name, str(exc)))
+                log.info("%s not drawn: %s", name, exc)
+            continue
+        with replaced_atomically(sweep_dir / name, ".tmp") as partial:
+            figure.savefig(partial, dpi=120, format="png")
+        written.append(sweep_dir / name)
     return written
+
+
+# (picture, reason) pairs already told to the user in this process.
+_SAID: set[tuple[str, str]] = set()
 
 
 def write_all(
