@@ -62,16 +62,19 @@ class Server:
         return self.log.read_text(errors="replace")[-3000:]
 
 
-def _healthy(url: str) -> bool:
+def _healthy(url: str, api_key: str | None = None) -> bool:
+    health = urllib.request.Request(url + "health", headers={"X-API-Key": api_key or ""})
     try:
-        with urllib.request.urlopen(url + "health", timeout=2) as response:
+        with urllib.request.urlopen(health, timeout=2) as response:
             return response.status == 200
     except OSError:
         return False
 
 
 @contextlib.contextmanager
-def running_server(*overrides: str, log: Path) -> Iterator[Server]:
+def running_server(
+    *overrides: str, log: Path, env: dict[str, str] | None = None
+) -> Iterator[Server]:
     """Start serve.py on a free port, wait until it answers, and stop it with SIGTERM after.
 
     The server runs in its own process group, so nothing it started can outlive the test: the
@@ -84,13 +87,13 @@ def running_server(*overrides: str, log: Path) -> Iterator[Server]:
             cwd=REPO,
             stdout=out,
             stderr=subprocess.STDOUT,
-            env=thread_env(),
+            env={**thread_env(), **(env or {})},
             start_new_session=True,
         )
     server = Server(f"http://127.0.0.1:{port}/", port, log, process)
     try:
         deadline = time.monotonic() + START_TIMEOUT
-        while not _healthy(server.url):
+        while not _healthy(server.url, (env or {}).get("LIT_SERVER_API_KEY")):
             if process.poll() is not None:
                 raise RuntimeError(
                     f"serve.py exited with {process.returncode}:\n{server.log_tail()}"

@@ -377,3 +377,10 @@ def test_load_script_reports_every_level_against_predict_py(server: Server) -> N
     assert [row.split("|")[2].strip() for row in rows] == ["1", "4"]
     assert all(row.split("|")[-2].strip() == "0" for row in rows)  # no errors
     assert "| predict.py images=<one file>" in result.stdout
+
+
+def test_metrics_and_the_api_key_are_off_by_default(server: Server, images: list[Path]) -> None:
+    assert request(server.url + "metrics", method="GET").status == 404
+    assert post_file(server.url, images[0].read_bytes()).status == 200  # no X-API-Key
+    log = server.log.read_text()
+    assert "needs the header X-API-Key" not in log and "Prometheus metrics" not in log

@@ -22,6 +22,7 @@ from PIL import Image
 
 from emnist_lightning.inference.predictors import load_predictor, top_k
 from emnist_lightning.inference.preprocess import IMAGE_SIZE
+from emnist_lightning.serving.metrics import BATCH
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,8 @@ class CharacterAPI(ls.LitAPI):
         single = images.dim() == len(INPUT_SHAPE)
         batch = images.unsqueeze(0) if single else images
         ranked = top_k(self.predictor.probabilities(batch), self.predictor.class_names, self.top_k)
+        if self._logger_queue is not None:  # metrics=true
+            self.log(BATCH, len(batch))
         outputs = [(image, best, len(batch)) for image, best in zip(batch, ranked, strict=True)]
         return outputs[0] if single else outputs
 

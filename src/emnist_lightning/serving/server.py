@@ -10,6 +10,7 @@ import threading
 import time
 import urllib.request
 import warnings
+from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,8 @@ def check_config(cfg: DictConfig) -> None:
         )
     if float(cfg.max_image_mb) <= 0 or float(cfg.max_megapixels) <= 0:
         raise ConfigError("max_image_mb and max_megapixels must be positive, e.g. 10 and 40")
+    if not isinstance(cfg.get("metrics", False), bool):
+        raise ConfigError(f"metrics={cfg.metrics} is invalid: use true or false")
     if cfg.accelerator not in ("auto", "cpu", "cuda", "gpu"):
         raise ConfigError(f"accelerator={cfg.accelerator} is invalid: use auto, cpu, cuda or gpu")
     if cfg.accelerator in ("cuda", "gpu") and not torch.cuda.is_available():
@@ -118,8 +121,32 @@ def page_info(model_path: Path, class_names: list[str], top_k: int) -> dict[str,
     return {"model": str(model_path), "classes": class_names, "top_k": min(top_k, len(class_names))}
 
 
-def build_server(cfg: DictConfig, model_path: Path, class_names: list[str]) -> Any:
-    """The LitServer: batching inference workers behind the image ingress, the page at /."""
+def exposure_middlewares(
+    api: Any, api_key: str | None, metrics_folder: str | None
+) -> tuple[list[tuple[type, dict[str, Any]]], list[Any]]:
+    """The API-key gate and the request timer (middlewares, outermost last) and the Prometheus
+    logger, for whichever of the two is on."""
+    from emnist_lightning.serving.access import ApiKeyGate
+    from emnist_lightning.serving.metrics import METRICS_PATH, PrometheusLogger, RequestTimer
+
+    middlewares: list[tuple[type, dict[str, Any]]] = []
+    if api_key:
+        middlewares.append((ApiKeyGate, {"key": api_key, "paths": (API_PATH, METRICS_PATH)}))
+    if metrics_folder is None:
+        return middlewares, []
+    middlewares.append((RequestTimer, {"path": API_PATH, "log": api.log}))
+    return middlewares, [PrometheusLogger(metrics_folder)]
+
+
+def build_server(
+    cfg: DictConfig,
+    model_path: Path,
+    class_names: list[str],
+    api_key: str | None = None,
+    metrics_folder: str | None = None,
+) -> Any:
+    """The LitServer: batching inference workers behind the image ingress, the page at /;
+    behind an API-key gate when `api_key` is set, with /metrics when `metrics_folder` is."""
     import litserve as ls
 
     from emnist_lightning.serving.api import CharacterAPI, default_threads
@@ -141,26 +168,30 @@ def build_server(cfg: DictConfig, model_path: Path, class_names: list[str]) -> A
         max_image_bytes=int(float(cfg.max_image_mb) * 1_000_000),
         max_pixels=int(float(cfg.max_megapixels) * 1_000_000),
     )
+    exposure, loggers = exposure_middlewares(api, api_key, metrics_folder)
     server = ls.LitServer(
         api,
         accelerator=cfg.accelerator,
         workers_per_device=int(cfg.workers),
         timeout=float(cfg.request_timeout),
         model_metadata=page_info(model_path, class_names, int(cfg.top_k)),
-        middlewares=[(ImageIngress, {"path": API_PATH, "limits": limits})],
+        middlewares=[(ImageIngress, {"path": API_PATH, "limits": limits}), *exposure],
+        loggers=loggers,
     )
     add_page(server.app)
     describe_predict_route(server.app)
     return server
 
 
-def announce_when_ready(url: str, model_path: Path, host: str) -> None:
+def announce_when_ready(url: str, model_path: Path, host: str, api_key: str | None = None) -> None:
     """Print the address once the workers answer (LitServe logs only its /docs address)."""
+    # With an API key LitServe guards /health too.
+    health = urllib.request.Request(url + "health", headers={"X-API-Key": api_key or ""})
 
     def poll() -> None:
         while True:
             try:
-                with urllib.request.urlopen(url + "health", timeout=2) as response:
+                with urllib.request.urlopen(health, timeout=2) as response:
                     if response.status == 200:
                         break
             except OSError:
@@ -175,17 +206,35 @@ def announce_when_ready(url: str, model_path: Path, host: str) -> None:
     threading.Thread(target=poll, name="announce-ready", daemon=True).start()
 
 
-def stop_on_signals() -> None:
+def announce_exposure(url: str, host: str, api_key: str | None, metrics: bool) -> None:
+    """Say at start what protects the API and where the metrics are."""
+    from emnist_lightning.serving.access import API_KEY_ENV, API_KEY_HEADER
+
+    if api_key:
+        print(
+            f"The API (/predict, /info, /health, /metrics) needs the header {API_KEY_HEADER} "
+            f"({API_KEY_ENV}); the page at / cannot send it"
+        )
+    elif host != "127.0.0.1":
+        print(f"No API key: anyone who reaches this port can use the API (set {API_KEY_ENV})")
+    if metrics:
+        print(f"Prometheus metrics: {url}metrics")
+
+
+def stop_on_signals(before_stop: Callable[[], None] | None = None) -> None:
     """SIGTERM (kill, systemd, docker stop) and Ctrl-C stop everything cleanly.
 
     LitServe shuts its processes down on KeyboardInterrupt in the main process. Its HTTP
     servers are forked from it and re-raise the signal once uvicorn has shut down: they exit.
+    `before_stop` runs first, in the main process (the metrics logger's end).
     """
     main = os.getpid()
 
     def stop(signum: int, frame: Any) -> None:
         if os.getpid() != main:
             raise SystemExit(0)
+        if before_stop is not None:
+            before_stop()
         raise KeyboardInterrupt
 
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -202,17 +251,35 @@ def serve(cfg: DictConfig) -> None:
     model_path = announce_model(str(cfg.ckpt_path), cfg.train_runs_dir).resolve()
     class_names = list(load_predictor(model_path).class_names)
     check_port_free(cfg.host, int(cfg.port))
-    server = build_server(cfg, model_path, class_names)
-    announce_when_ready(local_url(cfg.host, int(cfg.port)), model_path, cfg.host)
-    stop_on_signals()
-    # Long-lived objects (PyTorch, the app) go to the permanent generation before LitServe forks
-    # its HTTP and queue processes (Python's advice for pre-fork servers): collections then
-    # leave their shared pages alone, and the exit skips a slow final collection of them.
-    gc.freeze()
-    server.run(
-        host=cfg.host,
-        port=int(cfg.port),
-        num_api_servers=cfg.api_servers,
-        log_level=cfg.log_level,
-        generate_client_file=False,
+    from emnist_lightning.serving.access import configured_api_key
+    from emnist_lightning.serving.metrics import (
+        remove_metrics_folder,
+        require_prometheus_client,
+        start_metrics_folder,
+        stop_logger,
     )
+
+    api_key = configured_api_key()
+    if cfg.metrics:
+        require_prometheus_client()
+    main = os.getpid()
+    metrics_folder = start_metrics_folder() if cfg.metrics else None
+    try:
+        server = build_server(cfg, model_path, class_names, api_key, metrics_folder)
+        announce_when_ready(local_url(cfg.host, int(cfg.port)), model_path, cfg.host, api_key)
+        announce_exposure(local_url(cfg.host, int(cfg.port)), cfg.host, api_key, cfg.metrics)
+        stop_on_signals((lambda: stop_logger(server)) if metrics_folder else None)
+        # Long-lived objects (PyTorch, the app) go to the permanent generation before LitServe
+        # forks its HTTP and queue processes (Python's advice for pre-fork servers): collections
+        # then leave their shared pages alone, and the exit skips a slow final collection.
+        gc.freeze()
+        server.run(
+            host=cfg.host,
+            port=int(cfg.port),
+            num_api_servers=cfg.api_servers,
+            log_level=cfg.log_level,
+            generate_client_file=False,
+        )
+    finally:
+        if metrics_folder is not None and os.getpid() == main:
+            remove_metrics_folder(metrics_folder)
