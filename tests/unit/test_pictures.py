@@ -4,6 +4,7 @@ row above, whole-epoch ticks, named losses, pruned trials shown, no made-up impo
 from __future__ import annotations
 
 import csv
+import importlib.util
 import logging
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from emnist_lightning.tuning.study_plots import (
     intermediate_values_figure,
 )
 
+REPO = Path(__file__).resolve().parents[2]
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SPACE = {
     "lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True),
@@ -137,3 +139,19 @@ def test_importances_are_not_drawn_while_optuna_rates_them_equal(
         _trial(study, values, "complete")
     figure = importances_figure(study)
     assert "from 4 complete trials" in figure.axes[0].get_title()
+
+
+def test_the_published_history_is_redrawn_with_every_trial_of_its_table(tmp_path: Path) -> None:
+    script = REPO / "benchmarks" / "tune_history_plot.py"
+    spec = importlib.util.spec_from_file_location("tune_history_plot", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    table = REPO / "docs" / "tune_trials_proxy.csv"
+    study = module.study_from_trials_csv(table)
+    with table.open() as f:
+        states = [row["state"] for row in csv.DictReader(f)]
+    title = history_figure(study).axes[0].get_title()
+    assert title == (
+        f"Optimization history: {states.count('COMPLETE')} complete, "
+        f"{states.count('PRUNED')} pruned"
+    )

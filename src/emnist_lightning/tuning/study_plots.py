@@ -27,17 +27,20 @@ class NotDrawn(Exception):
     """Why a figure is not drawn (the message is shown to the user)."""
 
 
-def _last_intermediate(trial: FrozenTrial) -> float | None:
+def _stopped_value(trial: FrozenTrial) -> float | None:
+    """A pruned trial's value: the one it was told with, else the last it reported."""
+    if trial.value is not None:
+        return trial.value
     steps = trial.intermediate_values
     return steps[max(steps)] if steps else None
 
 
 def history_figure(study: optuna.Study) -> Figure:
-    """Every finished trial's value by trial number: complete ones, pruned ones at the last
-    value they reported, and the best value so far."""
+    """Every finished trial's value by trial number: complete ones, pruned ones at the value
+    they had when stopped, and the best (complete) value so far."""
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    pruned = [(t, _last_intermediate(t)) for t in trials if t.state == TrialState.PRUNED]
+    pruned = [(t, _stopped_value(t)) for t in trials if t.state == TrialState.PRUNED]
     pruned = [(t, v) for t, v in pruned if v is not None and math.isfinite(v)]
     if not complete and not pruned:
         raise NotDrawn("no trial has finished with a value yet")
@@ -60,7 +63,7 @@ def history_figure(study: optuna.Study) -> Figure:
             [v for _, v in pruned],
             marker="x",
             color="tab:orange",
-            label="pruned (last reported value)",
+            label="pruned (value when stopped)",
             zorder=3,
         )
     numbers = [t.number for t in trials]
