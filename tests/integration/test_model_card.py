@@ -13,6 +13,7 @@ import pytest
 import torch
 from helpers.configs import compose_config
 from helpers.emnist_fixtures import write_emnist_fixture
+from PIL import Image
 
 from emnist_lightning.errors import ConfigError, ModelFileError, UserError
 from emnist_lightning.evaluation.evaluate import evaluate
@@ -400,3 +401,48 @@ def test_entry_points_refuse_a_hostile_file_with_one_line_and_exit_2(
     assert len(lines) == 1 and lines[0].startswith(f"error: {path}: "), lines
     assert not hostile["target"].exists()
     assert not (tmp_path / "out").exists()  # a refused run leaves no folder behind
+
+
+def _poisoned(weights: dict) -> dict:
+    name = next(k for k, v in weights.items() if k.endswith("conv1.weight"))
+    return {**weights, name: torch.full_like(weights[name], float("nan"))}
+
+
+def test_nan_weights_are_refused_in_one_line_in_every_model_format(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    checkpoint["state_dict"] = _poisoned(checkpoint["state_dict"])
+    torch.save(checkpoint, tmp_path / "nan.ckpt")
+    (tmp_path / "sd").mkdir()
+    weights = torch.load(run_dir / STATE_DICT_NAME, weights_only=True)
+    torch.save(_poisoned(weights), tmp_path / "sd" / STATE_DICT_NAME)
+    (tmp_path / "sd" / CARD_NAME).write_text((run_dir / CARD_NAME).read_text())
+    for path in (tmp_path / "nan.ckpt", tmp_path / "sd" / STATE_DICT_NAME):
+        with pytest.raises(ModelFileError, match=r"holds NaN or infinite values"):
+            load_predictor(path)
+
+    loaded = load_checkpoint_model(run_dir / "checkpoints" / "last.ckpt")
+    onnx_path = export_onnx(loaded.card, loaded.model, tmp_path / "model.onnx")
+    graph = onnx.load(onnx_path)
+    tensor = next(t for t in graph.graph.initializer if t.data_type == onnx.TensorProto.FLOAT)
+    array = np.full(onnx.numpy_helper.to_array(tensor).shape, np.nan, dtype=np.float32)
+    tensor.CopyFrom(onnx.numpy_helper.from_array(array, tensor.name))
+    onnx.save(graph, onnx_path)
+    with pytest.raises(ModelFileError, match=r"hold NaN or infinite values"):
+        load_predictor(onnx_path)
+
+    # serve.py refuses it before it starts anything; predict.py alike.
+    image = tmp_path / "blank.png"
+    Image.new("L", (28, 28), 255).save(image)
+    for script, extra in (("serve.py", []), ("predict.py", [f"images={image}"])):
+        result = subprocess.run(
+            [sys.executable, script, f"ckpt_path={tmp_path / 'nan.ckpt'}", *extra],
+            cwd=Path(__file__).resolve().parents[2],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert result.returncode == 2 and len(errors) == 1, result.stderr[-2000:]
+        assert "holds NaN or infinite values" in errors[0]

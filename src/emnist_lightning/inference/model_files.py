@@ -210,6 +210,14 @@ def _load_weights(model: NormalizedNet, weights: Any, path: Path, pair: str = ""
         isinstance(v, torch.Tensor) for v in weights.values()
     ):
         raise ModelFileError(f"{path}: the weights are not a state_dict of tensors")
+    broken = next(
+        (k for k, v in weights.items() if v.is_floating_point() and not v.isfinite().all()), None
+    )
+    if broken is not None:
+        raise ModelFileError(
+            f"{path}: weight {broken} holds NaN or infinite values (training diverged or the "
+            "file is damaged): use an earlier checkpoint or retrain"
+        )
     try:
         model.net.load_state_dict(weights)
     except RuntimeError as exc:

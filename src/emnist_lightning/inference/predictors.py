@@ -86,6 +86,12 @@ class OnnxPredictor:
         metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         self.class_names = onnx_class_names(metadata, path)
         self.input_name = self.session.get_inputs()[0].name
+        # NaN or infinite weights turn any input, a blank one too, into NaN outputs.
+        if not self.probabilities(torch.zeros(1, 1, 28, 28)).isfinite().all():
+            raise ModelFileError(
+                f"{path}: its weights hold NaN or infinite values (training diverged or the "
+                "file is damaged): export a sound checkpoint again"
+            )
 
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         (logits,) = self.session.run(None, {self.input_name: images.numpy().astype("float32")})

@@ -22,6 +22,7 @@ from PIL import Image
 
 from emnist_lightning.inference.predictors import load_predictor, top_k
 from emnist_lightning.inference.preprocess import IMAGE_SIZE
+from emnist_lightning.serving.lifecycle import Heartbeats, die_with_parent
 from emnist_lightning.serving.metrics import BATCH
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ class CharacterAPI(ls.LitAPI):
         threads: int,
         max_batch_size: int,
         batch_timeout: float,
+        parent_pid: int,
     ) -> None:
         super().__init__(
             max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path="/predict"
@@ -72,13 +74,22 @@ class CharacterAPI(ls.LitAPI):
         self.model_path = model_path
         self.top_k = top_k
         self.threads = threads
+        self.parent_pid = parent_pid
+        self.heartbeats: Heartbeats | None = None  # set by the server once it knows its workers
 
     def setup(self, device: str) -> None:
+        die_with_parent(self.parent_pid)  # a kill -9 of serve.py takes this worker along
         # Ctrl-C reaches the whole process group; the server's main process stops the workers.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         torch.set_num_threads(self.threads)
         self.predictor = load_predictor(self.model_path, device)
         log.info("worker on %s: %s, %d threads", device, self.model_path, self.threads)
+        if self.heartbeats is not None:  # beating now says: loaded, and answering
+            self.heartbeats.start_beating(int(os.environ.get("LITSERVE_WORKER_ID", "0")))
+
+    def health(self) -> bool:
+        """Called in the HTTP processes by /health: every worker has beaten lately."""
+        return self.heartbeats is None or self.heartbeats.all_fresh()
 
     # No annotation on `request` nor on encode_response's result: LitServe turns them into the
     # route's FastAPI request and response types.

@@ -6,6 +6,7 @@ import gc
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import urllib.request
@@ -45,6 +46,11 @@ def check_config(cfg: DictConfig) -> None:
     for key, minimum in (("workers", 1), ("max_batch_size", 1), ("top_k", 1)):
         if int(cfg[key]) < minimum:
             raise ConfigError(f"{key}={cfg[key]} is invalid: it must be at least {minimum}")
+    for key in ("read_timeout", "keep_alive_timeout"):
+        if not float(cfg[key]) > 0:
+            raise ConfigError(f"{key}={cfg[key]} is invalid: use seconds above 0, e.g. 10")
+    if int(cfg.max_connections) < 1:
+        raise ConfigError(f"max_connections={cfg.max_connections} is invalid: use at least 1")
     for key in ("api_servers", "threads_per_worker"):
         if cfg[key] is not None and int(cfg[key]) < 1:
             raise ConfigError(f"{key}={cfg[key]} is invalid: it must be at least 1, or null")
@@ -147,10 +153,9 @@ def build_server(
 ) -> Any:
     """The LitServer: batching inference workers behind the image ingress, the page at /;
     behind an API-key gate when `api_key` is set, with /metrics when `metrics_folder` is."""
-    import litserve as ls
-
     from emnist_lightning.serving.api import CharacterAPI, default_threads
     from emnist_lightning.serving.ingress import ImageIngress, Limits
+    from emnist_lightning.serving.lifecycle import Heartbeats, LifecycleServer
 
     api_servers = cfg.api_servers or cfg.workers
     threads = cfg.threads_per_worker or default_threads(cfg.workers, api_servers)
@@ -163,13 +168,14 @@ def build_server(
             threads=int(threads),
             max_batch_size=int(cfg.max_batch_size),
             batch_timeout=float(cfg.batch_timeout),
+            parent_pid=os.getpid(),
         )
     limits = Limits(
         max_image_bytes=int(float(cfg.max_image_mb) * 1_000_000),
         max_pixels=int(float(cfg.max_megapixels) * 1_000_000),
     )
     exposure, loggers = exposure_middlewares(api, api_key, metrics_folder)
-    server = ls.LitServer(
+    server = LifecycleServer(
         api,
         accelerator=cfg.accelerator,
         workers_per_device=int(cfg.workers),
@@ -178,6 +184,7 @@ def build_server(
         middlewares=[(ImageIngress, {"path": API_PATH, "limits": limits}), *exposure],
         loggers=loggers,
     )
+    api.heartbeats = Heartbeats(len(server._inference_workers_config_for_api(API_PATH)))
     add_page(server.app)
     describe_predict_route(server.app)
     return server
@@ -252,6 +259,8 @@ def serve(cfg: DictConfig) -> None:
     class_names = list(load_predictor(model_path).class_names)
     check_port_free(cfg.host, int(cfg.port))
     from emnist_lightning.serving.access import configured_api_key
+    from emnist_lightning.serving.connections import with_read_timeout
+    from emnist_lightning.serving.lifecycle import forked_children_die_with_parent
     from emnist_lightning.serving.metrics import (
         remove_metrics_folder,
         require_prometheus_client,
@@ -273,13 +282,25 @@ def serve(cfg: DictConfig) -> None:
         # forks its HTTP and queue processes (Python's advice for pre-fork servers): collections
         # then leave their shared pages alone, and the exit skips a slow final collection.
         gc.freeze()
-        server.run(
-            host=cfg.host,
-            port=int(cfg.port),
-            num_api_servers=cfg.api_servers,
-            log_level=cfg.log_level,
-            generate_client_file=False,
-        )
+        forked_children_die_with_parent()
+        try:
+            server.run(
+                host=cfg.host,
+                port=int(cfg.port),
+                num_api_servers=cfg.api_servers,
+                log_level=cfg.log_level,
+                generate_client_file=False,
+                # Slow clients (uvicorn settings, passed on by LitServe).
+                http=with_read_timeout(float(cfg.read_timeout)),
+                timeout_keep_alive=float(cfg.keep_alive_timeout),
+                limit_concurrency=int(cfg.max_connections),
+            )
+        except (OSError, EOFError):
+            if server.failure is None:  # not a death the watcher saw: LitServe's own failure
+                raise
     finally:
         if metrics_folder is not None and os.getpid() == main:
             remove_metrics_folder(metrics_folder)
+    if server.failure is not None:
+        print(f"error: {server.failure}: the server stopped; start it again", file=sys.stderr)
+        raise SystemExit(1)
