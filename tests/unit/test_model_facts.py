@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers.configs import compose_config
+from helpers.configs import CONF_DIR, compose_config
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from emnist_lightning.config_checks import validate_config
 from emnist_lightning.errors import ConfigError, ModelFileError
@@ -23,6 +24,15 @@ def test_the_model_config_sets_the_normalisation_its_card_records(tmp_path: Path
     assert "mean" not in cfg.data and "std" not in cfg.data
     seed = compose_config("train", ["experiment=seed_recipe"], tmp_path)
     assert (seed.model.input_mean, seed.model.input_std) == (0.5, 0.5)
+
+
+@pytest.mark.parametrize("model", ["seed_cnn", "bn_cnn"])
+def test_every_model_config_takes_the_normalisation_from_one_node(
+    tmp_path: Path, model: str
+) -> None:
+    shared = OmegaConf.load(Path(CONF_DIR, "model", "normalization", "emnist.yaml"))
+    cfg = compose_config("train", [f"model={model}"], tmp_path)
+    assert (cfg.model.input_mean, cfg.model.input_std) == (shared.input_mean, shared.input_std)
 
 
 @pytest.mark.parametrize("key, value", [("input_std", 0), ("input_std", 20), ("input_mean", 11)])
