@@ -58,6 +58,13 @@ def quiet_console() -> None:
     drop_lightning_console_copy()
 
 
+def quiet_trial() -> None:
+    """Inside a tuner trial, Lightning's INFO lines (devices, "fit stopped", checkpoint
+    restores) would repeat for every trial: the sweeper's one line per trial says what
+    matters. Warnings still show."""
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+
+
 def progress_bar_fits() -> bool:
     """Whether a progress bar can redraw in place: tqdm writes to stderr, and into a file or
     pipe each redraw becomes more text on one enormous line."""

@@ -75,6 +75,8 @@ def test_sweep_writes_every_result_and_its_printed_retrain_command_works(
     )
     output = result.stderr + result.stdout
     assert [p for p in console_problems(output) if not p.startswith("printed twice")] == []
+    # Trials are quiet: the sweeper's line per trial, not Lightning's and train's own lines.
+    assert "GPU available" not in output and "Results (" not in output
     sweep = tmp_path / "tune" / "smoke"
     rows = _trials(sweep)
     assert [int(r["number"]) for r in rows] == [0, 1, 2]

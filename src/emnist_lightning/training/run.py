@@ -31,7 +31,7 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from emnist_lightning.config_checks import validate_config
-from emnist_lightning.console import progress_bar_fits, quiet_console
+from emnist_lightning.console import progress_bar_fits, quiet_console, quiet_trial
 from emnist_lightning.data.datamodule import EMNISTDataModule
 from emnist_lightning.errors import ConfigError, user_errors_unwrapped
 from emnist_lightning.evaluation.report import (
@@ -167,10 +167,15 @@ def resume_checkpoint(cfg: DictConfig) -> Path | None:
     return resume_from
 
 
+def is_tuner_trial(cfg: DictConfig) -> bool:
+    """Whether this run is a tune.py trial (the sweeper reports each in one line)."""
+    return cfg.get("trial_number") is not None
+
+
 def check_process_count(cfg: DictConfig, trainer: L.Trainer) -> None:
     """Refuse multi-process training inside a sweep: Lightning starts the other processes by
     running this command again, which under `-m` (every tune.py trial) reruns the sweep."""
-    in_sweep = cfg.get("trial_number") is not None or (
+    in_sweep = is_tuner_trial(cfg) or (
         HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     )
     if in_sweep and trainer.world_size > 1:
@@ -208,6 +213,8 @@ def run_params(cfg: DictConfig) -> dict[str, Any]:
 def build_run(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> Run:
     """Check the config and every data file the run will read, then build its parts."""
     quiet_console()
+    if is_tuner_trial(cfg):
+        quiet_trial()
     OmegaConf.resolve(cfg)
     validate_config(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -355,8 +362,10 @@ def write_artifacts(run: Run, metrics: dict[str, float]) -> None:
         write_test_report(run)
     export_state_dict(run.model.card, run.model.model.net, run.output_dir)
     (run.output_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
-    log.info("Best checkpoint: %s", best_checkpoint(run) or "(checkpointing disabled)")
-    log.info("Results (%s):\n%s", run.output_dir, format_metrics_table(metrics))
+    # A tuner trial's figures are in the sweeper's line for it (and in the trial's folder).
+    level = logging.DEBUG if is_tuner_trial(run.cfg) else logging.INFO
+    log.log(level, "Best checkpoint: %s", best_checkpoint(run) or "(checkpointing disabled)")
+    log.log(level, "Results (%s):\n%s", run.output_dir, format_metrics_table(metrics))
 
 
 def tracked_files(run: Run) -> list[Path]:
