@@ -190,3 +190,40 @@ def post_json(url: str, payload: Any) -> Answer:
     return request(
         url + "predict", json.dumps(payload).encode(), {"Content-Type": "application/json"}
     )
+
+
+def socket_post(
+    url: str, body: bytes, content_type: str | None, length: int | None = None
+) -> Answer:
+    """POST /predict written byte by byte on a raw socket: any Content-Type (or none) and a
+    Content-Length that may claim more than is sent (the rest never comes: the socket's
+    sending side is shut, so the server sees the body end early)."""
+    parts = urllib.parse.urlsplit(url)
+    head = ["POST /predict HTTP/1.1", f"Host: {parts.hostname}:{parts.port}"]
+    if content_type is not None:
+        head.append(f"Content-Type: {content_type}")
+    head += [f"Content-Length: {len(body) if length is None else length}", "Connection: close"]
+    with socket.create_connection((parts.hostname, parts.port), timeout=60) as sock:
+        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+        if length is not None and length > len(body):
+            sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    headers, _, payload = rest.partition(b"\r\n\r\n")
+    status = int(status_line.split()[1]) if status_line else 0
+    return Answer(status, json.loads(payload) if payload else None, {})
+
+
+def disconnect_mid_upload(url: str, sent: bytes, claimed: int) -> None:
+    """Start an upload that claims `claimed` bytes, send `sent`, and hang up at once."""
+    parts = urllib.parse.urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=60) as sock:
+        head = (
+            f"POST /predict HTTP/1.1\r\nHost: {parts.hostname}:{parts.port}\r\n"
+            "Content-Type: multipart/form-data; boundary=x\r\n"
+            f"Content-Length: {claimed}\r\n\r\n"
+        )
+        sock.sendall(head.encode() + sent)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")

@@ -158,7 +158,10 @@ def test_a_run_with_test_time_shifts_records_them_and_every_predictor_uses_them(
 
 
 def test_a_config_with_a_bad_test_time_shift_is_refused_in_one_line(make_train_cfg) -> None:
-    with pytest.raises(ConfigError, match=r"model.test_time_shift=9: use a whole number"):
+    with pytest.raises(
+        ConfigError,
+        match=r"model.test_time_shift=9 is invalid: it must be a whole number in \[0, 3\]",
+    ):
         train(make_train_cfg("model.test_time_shift=9"))
 
 

@@ -234,3 +234,20 @@ def test_submitit_local_launcher_runs_trials_as_separate_jobs(tmp_path) -> None:
     assert all(r["epochs"] == "4" for r in rows)  # each job reported to the study
     jobs = [p for p in (tmp_path / ".submitit").iterdir() if p.name.isdigit()]
     assert len(jobs) == 2  # two submitit jobs, one per trial
+
+
+def test_a_trial_planted_in_a_shared_postgres_study_cannot_reach_the_retrain(
+    postgres, tmp_path
+) -> None:
+    from helpers.planted_trial import (
+        assert_nothing_planted_reaches_the_retrain,
+        plant_trials,
+        write_tuned,
+    )
+
+    url = postgres.create_database("planted")
+    victim = tmp_path / "victim"
+    plant_trials(open_storage(url), "shared", victim)
+    write_tuned(url, "shared", tmp_path / "sweep")
+    assert_nothing_planted_reaches_the_retrain(tmp_path / "sweep", victim)
+    assert not victim.exists()

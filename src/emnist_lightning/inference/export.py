@@ -12,6 +12,7 @@ import torch
 from omegaconf import DictConfig
 
 from emnist_lightning.atomic_files import replaced_atomically
+from emnist_lightning.config_checks import validate_config
 from emnist_lightning.errors import ConfigError, UserError
 from emnist_lightning.inference.model_files import (
     CARD_NAME,
@@ -72,6 +73,7 @@ def export_onnx(
 
 def export(cfg: DictConfig) -> dict[str, Path]:
     """Write the formats `cfg.formats` asks for from any model file; returns their paths."""
+    validate_config(cfg)
     unknown = sorted(set(cfg.formats) - set(FORMATS))
     if unknown:
         raise ConfigError(

@@ -18,6 +18,7 @@ import torch
 
 from emnist_lightning.atomic_files import replaced_atomically
 from emnist_lightning.errors import CheckpointError, ModelFileError, first_line
+from emnist_lightning.json_input import JSONInputError, parse_json
 from emnist_lightning.models.card import (
     CHECKPOINT_CARD_KEY,
     LEGACY_NET_PREFIX,
@@ -236,6 +237,12 @@ class LoadedModel:
     path: Path
 
 
+def check_weights_fit(checkpoint: dict[str, Any], card: ModelCard, path: str | Path) -> None:
+    """Refuse, in one line, a checkpoint whose net weights do not fit its own card (before a
+    resume hands them to Lightning, whose load_state_dict would fail with a traceback)."""
+    _load_weights(card.build_model(), _net_weights(checkpoint), Path(path))
+
+
 def load_checkpoint_model(path: str | Path) -> LoadedModel:
     """A ready model from a Lightning checkpoint alone (no datamodule, no training config)."""
     path = Path(path)
@@ -247,14 +254,15 @@ def load_checkpoint_model(path: str | Path) -> LoadedModel:
 
 
 def read_json(path: Path) -> Any:
-    """A small JSON file as plain data, or one line saying why it cannot be."""
+    """A small JSON file as plain data, or one line saying why it cannot be (size and nesting
+    are capped before parsing: a deeply nested file would crash the parser)."""
     try:
         if path.stat().st_size > MAX_JSON_BYTES:
             raise ModelFileError(
                 f"{path}: too large for a model card ({path.stat().st_size:,} bytes)"
             )
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return parse_json(path.read_bytes(), MAX_JSON_BYTES)
+    except (OSError, JSONInputError) as exc:
         raise ModelFileError(
             f"{path} is not a readable JSON model card ({first_line(exc)}): "
             "use the one written with the weights"

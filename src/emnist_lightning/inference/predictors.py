@@ -3,14 +3,19 @@ so predict, evaluate, the server and the benchmarks run any of them the same way
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Protocol
 
 import torch
 
 from emnist_lightning.errors import CheckpointError, ModelFileError
-from emnist_lightning.inference.model_files import ONNX_CARD_KEY, LoadedModel, load_model
+from emnist_lightning.inference.model_files import (
+    MAX_JSON_BYTES,
+    ONNX_CARD_KEY,
+    LoadedModel,
+    load_model,
+)
+from emnist_lightning.json_input import JSONInputError, parse_json
 from emnist_lightning.models.card import ModelCard, check_class_names
 
 
@@ -51,15 +56,15 @@ def onnx_class_names(metadata: dict[str, str], path: Path) -> list[str]:
     """The class characters in an ONNX export's metadata (its card, or pre-card class_names)."""
     if ONNX_CARD_KEY in metadata:
         try:
-            data = json.loads(metadata[ONNX_CARD_KEY])
-        except json.JSONDecodeError:
-            raise ModelFileError(f"{path}: its model_card metadata is not JSON") from None
+            data = parse_json(metadata[ONNX_CARD_KEY], MAX_JSON_BYTES)
+        except JSONInputError as exc:
+            raise ModelFileError(f"{path}: its model_card metadata is {exc}") from None
         return list(ModelCard.from_dict(data, str(path)).class_names)
     if "class_names" in metadata:
         try:
-            names = json.loads(metadata["class_names"])
-        except json.JSONDecodeError:
-            raise ModelFileError(f"{path}: its class_names metadata is not JSON") from None
+            names = parse_json(metadata["class_names"], MAX_JSON_BYTES)
+        except JSONInputError as exc:
+            raise ModelFileError(f"{path}: its class_names metadata is {exc}") from None
         return list(check_class_names(names, str(path)))
     raise ModelFileError(f"{path} has no model_card metadata: export it with export.py")
 

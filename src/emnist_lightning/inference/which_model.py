@@ -4,7 +4,6 @@ validation, so `ckpt_path=best` never silently means a 1-epoch smoke test."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from emnist_lightning.inference.model_files import (
     choose_model_file,
     read_checkpoint,
 )
+from emnist_lightning.json_input import JSONInputError, parse_json
 from emnist_lightning.models.provenance import PROVENANCE_KEY, Provenance
 
 log = logging.getLogger(__name__)
@@ -30,11 +30,11 @@ def _onnx_provenance(path: Path) -> Provenance:
         return Provenance()
     metadata = {prop.key: prop.value for prop in model.metadata_props}
     text = metadata.get(PROVENANCE_KEY, "")
-    if not text or len(text) > MAX_JSON_BYTES:
+    if not text:
         return Provenance()
     try:
-        return Provenance.from_dict(json.loads(text))
-    except (json.JSONDecodeError, RecursionError):
+        return Provenance.from_dict(parse_json(text, MAX_JSON_BYTES))
+    except JSONInputError:
         return Provenance()
 
 

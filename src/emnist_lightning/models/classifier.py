@@ -260,7 +260,11 @@ class CharacterClassifier(L.LightningModule):
             if per_step
             else self.trainer.max_epochs,
         }
-        return {k: v for k, v in candidates.items() if k in accepted and config.get(k) is None}
+        lengths = {k: v for k, v in candidates.items() if k in accepted and config.get(k) is None}
+        if "pct_start" in accepted:  # OneCycleLR
+            pct_start = config.get("pct_start", accepted["pct_start"].default)
+            _check_warm_up(pct_start, lengths.get("total_steps", config.get("total_steps")))
+        return lengths
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CHECKPOINT_CARD_KEY] = self.card.to_dict()
@@ -281,6 +285,17 @@ class CharacterClassifier(L.LightningModule):
                     f"the checkpoint's random states are damaged ({type(exc).__name__}): "
                     "resume from another checkpoint"
                 ) from None
+
+
+def _check_warm_up(pct_start: float, total_steps: Any) -> None:
+    """OneCycleLR divides by the warm-up's length in steps, pct_start x total_steps - 1: a
+    run so short that it is 0 fails in its first step (ZeroDivisionError) unless refused here."""
+    if isinstance(total_steps, int) and float(pct_start * total_steps) - 1 == 0:
+        raise ConfigError(
+            f"model.scheduler.pct_start={pct_start} of {total_steps} training steps is a one-cycle "
+            "warm-up of a single step, which OneCycleLR cannot schedule: train more steps "
+            "(trainer.limit_train_batches, trainer.max_epochs) or change model.scheduler.pct_start"
+        )
 
 
 def upgrade_legacy_state_dict(state_dict: dict[str, Any]) -> None:

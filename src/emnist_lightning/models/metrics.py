@@ -11,17 +11,21 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+# MetricCollection keys, logged as val/<name> and test/<name>.
+SCORES = ("acc", "f1", "precision", "recall")
+# Logged while fitting, per validation (val/acc_best: the best val/acc so far) or per training
+# epoch: what a checkpoint or early-stopping callback, or the tuner's pruner, may monitor.
+MONITORABLE = (*(f"val/{name}" for name in SCORES), "val/loss", "val/acc_best", "train/loss")
+
 
 def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
     """Accuracy over images, and F1, precision and recall averaged over classes (`macro`:
     every class counts alike, as in EMNIST's balanced test split). Updates take class scores
     (B, C) or predicted classes (B,) with the true classes."""
-    return MetricCollection(
-        {
-            "acc": MulticlassAccuracy(num_classes, average="micro"),
-            "f1": MulticlassF1Score(num_classes, average="macro"),
-            "precision": MulticlassPrecision(num_classes, average="macro"),
-            "recall": MulticlassRecall(num_classes, average="macro"),
-        },
-        prefix=prefix,
+    metrics = (
+        MulticlassAccuracy(num_classes, average="micro"),
+        MulticlassF1Score(num_classes, average="macro"),
+        MulticlassPrecision(num_classes, average="macro"),
+        MulticlassRecall(num_classes, average="macro"),
     )
+    return MetricCollection(dict(zip(SCORES, metrics, strict=True)), prefix=prefix)

@@ -20,6 +20,7 @@ import anyio
 import torch
 from PIL import Image, UnidentifiedImageError
 from starlette.datastructures import Headers, UploadFile
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -27,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from emnist_lightning.errors import UserError
 from emnist_lightning.inference.preprocess import load_character
+from emnist_lightning.json_input import JSONInputError, parse_json
 from emnist_lightning.serving.api import pack_input
 
 FIELD = "image"
@@ -105,9 +107,9 @@ async def read_body(scope: Scope, receive: Receive, limits: Limits) -> bytes:
 
 def image_from_json(body: bytes) -> bytes:
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise RequestError(400, f"the body is not valid JSON: {HOW_TO_SEND}") from None
+        payload = parse_json(body, len(body))  # the body's size is capped as it is read
+    except JSONInputError as exc:
+        raise RequestError(400, f"the body is {exc}: {HOW_TO_SEND}") from None
     if not isinstance(payload, dict) or not isinstance(payload.get(FIELD), str):
         raise RequestError(400, f'the JSON has no "image" string: {HOW_TO_SEND}')
     text = payload[FIELD]
@@ -125,10 +127,11 @@ async def image_from_multipart(scope: Scope, body: bytes) -> bytes:
 
     try:
         form = await Request(scope, replay).form(max_files=1, max_fields=10)
-    except MultiPartException as exc:
-        raise RequestError(
-            400, f"unreadable multipart body ({exc.message}): {HOW_TO_SEND}"
-        ) from None
+    except (MultiPartException, HTTPException) as exc:
+        # Starlette raises HTTPException instead inside an app (a real server), whose
+        # error middleware would answer 500 with a traceback in the log.
+        reason = exc.message if isinstance(exc, MultiPartException) else exc.detail
+        raise RequestError(400, f"unreadable multipart body ({reason}): {HOW_TO_SEND}") from None
     try:
         upload = form.get(FIELD)
         if not isinstance(upload, UploadFile):

@@ -19,12 +19,11 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from emnist_lightning.config_checks import validate_config
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.inference.predictors import load_predictor
 from emnist_lightning.inference.which_model import announce_model
 
-# LitServe binds only these (it refuses any other host before starting).
-HOSTS = ("127.0.0.1", "0.0.0.0", "::")
 API_PATH = "/predict"
 PAGE_DIR = Path(str(files("emnist_lightning.serving") / "page"))
 # The page loads nothing from elsewhere; the browser refuses anything else it might try.
@@ -35,36 +34,14 @@ PAGE_POLICY = (
 
 
 def check_config(cfg: DictConfig) -> None:
-    """One-line errors for settings the server cannot start with."""
-    if cfg.host not in HOSTS:
-        raise ConfigError(
-            f"host={cfg.host} is not supported: use 127.0.0.1 (this machine only), 0.0.0.0 (all "
-            "IPv4 interfaces) or :: (all interfaces); put a reverse proxy in front for anything else"
-        )
-    if not 1024 <= int(cfg.port) <= 65535:
-        raise ConfigError(f"port={cfg.port} is invalid: use a port from 1024 to 65535, e.g. 8000")
-    for key, minimum in (("workers", 1), ("max_batch_size", 1), ("top_k", 1)):
-        if int(cfg[key]) < minimum:
-            raise ConfigError(f"{key}={cfg[key]} is invalid: it must be at least {minimum}")
-    for key in ("read_timeout", "keep_alive_timeout"):
-        if not float(cfg[key]) > 0:
-            raise ConfigError(f"{key}={cfg[key]} is invalid: use seconds above 0, e.g. 10")
-    if int(cfg.max_connections) < 1:
-        raise ConfigError(f"max_connections={cfg.max_connections} is invalid: use at least 1")
-    for key in ("api_servers", "threads_per_worker"):
-        if cfg[key] is not None and int(cfg[key]) < 1:
-            raise ConfigError(f"{key}={cfg[key]} is invalid: it must be at least 1, or null")
-    if float(cfg.batch_timeout) < 0 or float(cfg.batch_timeout) >= float(cfg.request_timeout):
+    """One-line errors for settings the server cannot start with (each key's type and range
+    first, then what depends on several keys or on this machine)."""
+    validate_config(cfg)
+    if cfg.batch_timeout >= cfg.request_timeout:
         raise ConfigError(
             f"batch_timeout={cfg.batch_timeout} is invalid: use seconds from 0 to below "
             f"request_timeout ({cfg.request_timeout}), e.g. 0.005"
         )
-    if float(cfg.max_image_mb) <= 0 or float(cfg.max_megapixels) <= 0:
-        raise ConfigError("max_image_mb and max_megapixels must be positive, e.g. 10 and 40")
-    if not isinstance(cfg.get("metrics", False), bool):
-        raise ConfigError(f"metrics={cfg.metrics} is invalid: use true or false")
-    if cfg.accelerator not in ("auto", "cpu", "cuda", "gpu"):
-        raise ConfigError(f"accelerator={cfg.accelerator} is invalid: use auto, cpu, cuda or gpu")
     if cfg.accelerator in ("cuda", "gpu") and not torch.cuda.is_available():
         raise ConfigError(
             f"accelerator={cfg.accelerator} but this machine has no CUDA device: "

@@ -28,12 +28,13 @@ from lightning.pytorch.callbacks import (
     ProgressBar,
 )
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
 from emnist_lightning.config_checks import validate_config
 from emnist_lightning.console import progress_bar_fits, quiet_console, quiet_trial
 from emnist_lightning.data.datamodule import EMNISTDataModule
-from emnist_lightning.errors import ConfigError, user_errors_unwrapped
+from emnist_lightning.errors import ConfigError, first_line, user_errors_unwrapped
 from emnist_lightning.evaluation.report import (
     METRICS_FILE,
     REPORT_DIR,
@@ -286,11 +287,22 @@ def fit(run: Run) -> None:
         log.info("Resuming from %s", run.resume_from)
     record_fit_status(run, RUNNING)
     # weights_only: Lightning reopens the file by path; it must stay plain data there too.
-    run.trainer.fit(
-        run.model, datamodule=run.datamodule, ckpt_path=run.resume_from, weights_only=True
-    )
+    with lightning_settings_refused():
+        run.trainer.fit(
+            run.model, datamodule=run.datamodule, ckpt_path=run.resume_from, weights_only=True
+        )
     if not run.trainer.interrupted:
         record_fit_status(run, FINISHED)
+
+
+@contextlib.contextmanager
+def lightning_settings_refused() -> Iterator[None]:
+    """Lightning's MisconfigurationException (settings it finds unworkable once it knows the
+    data, e.g. a limit_train_batches fraction under one batch) as one line, not a traceback."""
+    try:
+        yield
+    except MisconfigurationException as exc:
+        raise ConfigError(f"Lightning refused the trainer settings: {first_line(exc)}") from None
 
 
 def record_fit_status(run: Run, status: str) -> None:

@@ -7,17 +7,20 @@ import io
 import logging
 import shlex
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 import optuna
 import yaml
+from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from emnist_lightning.atomic_files import replaced_atomically
 from emnist_lightning.tuning.storage import display_spec
-from emnist_lightning.tuning.study import OVERRIDES_ATTR, WORKER_ATTR, is_counted
+from emnist_lightning.tuning.study import WORKER_ATTR, is_counted
+from emnist_lightning.tuning.trusted_trial import TrustedTrial, trusted_trial
 
 matplotlib.use("Agg")  # files only; never open a window
 
@@ -41,6 +44,8 @@ _SEARCH_ONLY_KEYS = (
 )
 # Keys that describe this machine, not the model: passed on the retrain command line instead.
 _MACHINE_KEYS = ("paths.", "data.data_dir", "data.download")
+# Trials whose left-out parts were logged (once per process, not at every write).
+_warned: set[int] = set()
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -87,7 +92,9 @@ def _best_trial(study: optuna.Study) -> FrozenTrial | None:
     return study.best_trial
 
 
-def write_results_yaml(study: optuna.Study, path: Path, storage: str) -> None:
+def write_results_yaml(
+    study: optuna.Study, path: Path, storage: str, trusted: TrustedTrial | None
+) -> None:
     best = _best_trial(study)
     results: dict[str, Any] = {
         "name": "optuna",
@@ -97,15 +104,10 @@ def write_results_yaml(study: optuna.Study, path: Path, storage: str) -> None:
         "trials": state_counts(study),
         "best_trial": None if best is None else best.number,
         "best_value": None if best is None else float(best.value),
-        "best_params": None if best is None else dict(best.params),
-        "best_overrides": None if best is None else trial_fixed_overrides(best),
+        "best_params": None if trusted is None else trusted.params,
+        "best_overrides": None if trusted is None else trusted.overrides,
     }
     write_atomic(path, yaml.safe_dump(results, sort_keys=False))
-
-
-def trial_fixed_overrides(trial: FrozenTrial, default: list[str] | None = None) -> list[str]:
-    """The fixed command-line overrides this trial ran with (recorded when it was asked)."""
-    return list(trial.user_attrs.get(OVERRIDES_ATTR, default or []))
 
 
 def _key(override: str) -> str:
@@ -143,12 +145,20 @@ def retrain_command(sweep_dir: Path, fixed: list[str]) -> str:
     return " ".join(parts)
 
 
-def best_experiment_yaml(best: FrozenTrial, fixed: list[str], study_name: str) -> str:
-    """An `experiment` config that retrains the best trial with train.py's full length."""
+def best_experiment_yaml(
+    best: FrozenTrial,
+    fixed: list[str],
+    study_name: str,
+    params: Mapping[str, Any] | None = None,
+) -> str:
+    """An `experiment` config that retrains the best trial with train.py's full length, from
+    its `fixed` overrides and `params` (default: all of the trial's; `write_all` passes only
+    what `trusted_trial` let through)."""
+    params = best.params if params is None else params
     group_choices: dict[str, str] = {}
     values: dict[str, Any] = {}
-    searched = {name.lstrip("+"): value for name, value in best.params.items()}
-    for override in [*fixed, *(f"{k}={v}" for k, v in best.params.items())]:
+    searched = {name.lstrip("+"): value for name, value in params.items()}
+    for override in [*fixed, *(f"{k}={v}" for k, v in params.items())]:
         if _is_search_only(override) or _is_deletion(override):
             continue
         key, value = override.lstrip("+").split("=", 1)
@@ -195,13 +205,26 @@ def best_experiment_yaml(best: FrozenTrial, fixed: list[str], study_name: str) -
     return header + yaml.safe_dump(body, sort_keys=False)
 
 
-def write_best_experiment(study: optuna.Study, sweep_dir: Path) -> Path | None:
-    """Write the best trial as <sweep dir>/experiment/tuned.yaml, built from the overrides that
-    trial actually ran with; None while no trial is complete."""
+def best_trusted(
+    study: optuna.Study, space: Mapping[str, BaseDistribution], fixed: Sequence[str]
+) -> tuple[FrozenTrial, TrustedTrial] | None:
+    """The best trial and what of it a retrain may use; what is left out is logged once."""
     best = _best_trial(study)
     if best is None:
         return None
-    text = best_experiment_yaml(best, trial_fixed_overrides(best), study.study_name)
+    trusted = trusted_trial(best, space, fixed)
+    if trusted.dropped and best.number not in _warned:
+        _warned.add(best.number)
+        log.warning(trusted.dropped_line(best.number))
+    return best, trusted
+
+
+def write_best_experiment(
+    best: FrozenTrial, trusted: TrustedTrial, study_name: str, sweep_dir: Path
+) -> Path:
+    """Write the best trial as <sweep dir>/experiment/tuned.yaml, from what of the overrides
+    it ran with this sweep searches or sets."""
+    text = best_experiment_yaml(best, trusted.overrides, study_name, trusted.params)
     target = sweep_dir / EXPERIMENT_GROUP / f"{EXPERIMENT_NAME}.yaml"
     target.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(target, text)
@@ -234,13 +257,20 @@ _SAID: set[tuple[str, str]] = set()
 
 
 def write_all(
-    study: optuna.Study, sweep_dir: Path, storage: str, plots: bool = True
+    study: optuna.Study,
+    sweep_dir: Path,
+    storage: str,
+    space: Mapping[str, BaseDistribution],
+    fixed: Sequence[str],
+    plots: bool = True,
 ) -> Path | None:
     """Write every result file (each replaced atomically, since every worker of a study writes
-    them); returns the best trial's experiment config, if there is one yet."""
+    them); returns the best trial's experiment config, if there is one yet. `space` and
+    `fixed` are this sweep's own: the study's trials are checked against them."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    write_results_yaml(study, sweep_dir / RESULTS_FILE, storage)
+    best = best_trusted(study, space, fixed)
+    write_results_yaml(study, sweep_dir / RESULTS_FILE, storage, best and best[1])
     write_trials_csv(study, sweep_dir / TRIALS_FILE)
     if plots:
         write_plots(study, sweep_dir)
-    return write_best_experiment(study, sweep_dir)
+    return None if best is None else write_best_experiment(*best, study.study_name, sweep_dir)

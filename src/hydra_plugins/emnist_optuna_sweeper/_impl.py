@@ -216,6 +216,7 @@ class PruningOptunaSweeperImpl:
         self._check_settings()
         self._check_sweep_dir()
         self._check_trial_configs(space, fixed)
+        self._space, self._fixed = space, fixed  # what the study's trials are checked against
         storage, study = self._open_study()
         log.info(
             "Study '%s' in %s: %d trial(s) so far, target %d; searching %s",
@@ -350,13 +351,15 @@ class PruningOptunaSweeperImpl:
         )
 
     def _write_results(self, study: optuna.Study, final: bool = False) -> None:
-        experiment = results.write_all(study, self.sweep_dir, self.storage_spec, self.plots)
+        experiment = results.write_all(
+            study, self.sweep_dir, self.storage_spec, self._space, self._fixed, self.plots
+        )
         if not final:
             return
         log.info("Results in %s", self.sweep_dir)
         if experiment is not None:
-            best_fixed = results.trial_fixed_overrides(study.best_trial)
+            # This machine's paths and this sweep's deletions: not read back from the study.
             log.info(
                 "Retrain the best trial at full length: %s",
-                results.retrain_command(self.sweep_dir, best_fixed),
+                results.retrain_command(self.sweep_dir, self._fixed),
             )
