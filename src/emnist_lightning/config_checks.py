@@ -154,7 +154,8 @@ def _from_check(check: Check) -> Rule:
     """A rule from a model-file check (models/value_checks.py), so that a config and a model
     file never disagree on what a valid value is."""
     expected = (check(object())[1] or "must be valid").removeprefix("must be ")
-    return Rule(lambda v: check(v)[1] is None, expected, ("abc", -1))
+    outside = next(v for v in (-1, 10**9, -(10**9)) if check(v)[1] is not None)
+    return Rule(lambda v: check(v)[1] is None, expected, ("abc", outside))
 
 
 def _net_param_rule(param: str) -> Rule | None:
