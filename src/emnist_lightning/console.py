@@ -66,6 +66,6 @@ def quiet_trial() -> None:
 
 
 def progress_bar_fits() -> bool:
-    """Whether a progress bar can redraw in place: tqdm writes to stderr, and into a file or
-    pipe each redraw becomes more text on one enormous line."""
-    return sys.stderr.isatty()
+    """Whether a progress bar can redraw in place: Lightning's tqdm bars write to stdout, and
+    into a file or pipe each redraw becomes more text on one enormous line."""
+    return sys.stdout.isatty()
