@@ -50,8 +50,8 @@ export: install
 	$(PY) export.py $(ARGS)
 
 serve: install
-	@if [ -z "$$(find $(RUNS_DIR) -path '*/checkpoints/last.ckpt' 2>/dev/null | head -n 1)" ]; then \
-		echo "No trained model under $(RUNS_DIR) yet: training a quick one first ($(QUICK_ARGS))"; \
+	@if ! $(PY) -c "from emnist_lightning.inference.model_files import newest_finished_last_checkpoint as f; f('$(RUNS_DIR)')" 2>/dev/null; then \
+		echo "No finished run under $(RUNS_DIR) yet: training a quick one first ($(QUICK_ARGS))"; \
 		$(PY) train.py $(DATA_ARGS) $(QUICK_ARGS); \
 	fi
 	$(PY) serve.py $(ARGS)
