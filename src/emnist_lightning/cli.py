@@ -24,8 +24,22 @@ log = logging.getLogger("emnist_lightning")
 RUN_SUFFIX = secrets.token_hex(3)
 OmegaConf.register_new_resolver("run_suffix", lambda: RUN_SUFFIX, replace=True)
 
-# What Hydra writes into a run folder before the task starts.
-_HYDRA_BOOKKEEPING = {".hydra"}
+# What Hydra writes into a run folder before the task starts, and what a run writes before
+# it trains (its resolved config): a run refused at its start leaves nothing else.
+_BOOKKEEPING = {".hydra", "config_resolved.yaml"}
+
+
+def _holds_results(entry: Path) -> bool:
+    """Whether a run-folder entry holds anything a refused run could have produced: not
+    bookkeeping, a log, or a checkpoint folder with nothing but its lock and fit status."""
+    if entry.name in _BOOKKEEPING or entry.suffix == ".log":
+        return False
+    if entry.is_dir() and not entry.is_symlink():
+        from emnist_lightning.inference.model_files import FIT_STATUS_NAME
+        from emnist_lightning.training.checkpoint_io import LOCK_NAME
+
+        return any(child.name not in (LOCK_NAME, FIT_STATUS_NAME) for child in entry.iterdir())
+    return True
 
 
 def remove_untouched_run_folder() -> None:
@@ -44,12 +58,7 @@ def remove_untouched_run_folder() -> None:
 
     if hydra_callbacks.created_run_folder != folder or not folder.is_dir():
         return  # never remove a folder the run did not create itself
-    ours = [
-        entry
-        for entry in folder.iterdir()
-        if entry.name not in _HYDRA_BOOKKEEPING and entry.suffix != ".log"
-    ]
-    if not ours:
+    if not any(_holds_results(entry) for entry in folder.iterdir()):
         shutil.rmtree(folder, ignore_errors=True)
 
 

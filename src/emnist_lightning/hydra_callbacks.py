@@ -29,12 +29,24 @@ def folder_problem(folder: Path) -> str | None:
 created_run_folder: Path | None = None
 
 
+def refuse_empty_log_dir(config: DictConfig) -> None:
+    """`paths.log_dir=` (empty) would put every run under /<task>/runs, at the root."""
+    log_dir = config.get("paths", {}).get("log_dir", "logs")
+    if log_dir is not None and not str(log_dir).strip():
+        print(
+            "error: paths.log_dir is empty: set it to a folder, e.g. paths.log_dir=logs",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+
+
 class CheckRunFolder(Callback):
     """Refuse a run whose output folder cannot be written, in one line and before Hydra
     would fail on it with a traceback (a log path that is a file, a read-only folder)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         global created_run_folder
+        refuse_empty_log_dir(config)
         folder = Path(str(config.hydra.run.dir))
         existed = folder.exists()
         problem = folder_problem(folder)
@@ -47,3 +59,6 @@ class CheckRunFolder(Callback):
                 file=sys.stderr,
             )
             raise SystemExit(2)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        refuse_empty_log_dir(config)

@@ -9,7 +9,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, SequentialSampler, Subset
 from torchvision.datasets import EMNIST
 from torchvision.transforms import v2
 
@@ -71,6 +71,21 @@ class InMemoryBatches(Dataset):
     def __getitem__(self, positions: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         rows = self.indices[positions]
         return self.images[rows], self.labels[rows]
+
+
+class InOrderBatches(SequentialSampler):
+    """Index batches in a fixed order, typed as the SequentialSampler Lightning's
+    `overfit_batches` insists on (it replaces any other sampler with one that yields single
+    images, which an in-memory batch loader cannot take)."""
+
+    def __init__(self, batches: EpochSeededBatchSampler) -> None:
+        self.batches = batches
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
 
 
 class EMNISTDataModule(L.LightningDataModule):
@@ -194,10 +209,11 @@ class EMNISTDataModule(L.LightningDataModule):
         """Batches of `indices` for this rank: shuffled and padded to equal shards when
         training, in order and each image once when evaluating."""
         rank, world_size = self._rank_and_world()
+        overfit = self.trainer is not None and self.trainer.overfit_batches > 0
         sampler = EpochSeededBatchSampler(
             len(indices),
             batch_size,
-            shuffle=training,
+            shuffle=training and not overfit,  # overfitting: the same batches every epoch
             seed=self.seed,
             rank=rank,
             world_size=world_size,
@@ -207,7 +223,10 @@ class EMNISTDataModule(L.LightningDataModule):
             images, labels = self._train if train_split else self._test
             dataset = InMemoryBatches(images, labels, indices)
             return DataLoader(
-                dataset, batch_size=None, sampler=sampler, num_workers=self.num_workers
+                dataset,
+                batch_size=None,
+                sampler=InOrderBatches(sampler) if overfit else sampler,
+                num_workers=self.num_workers,
             )
         per_sample = _torchvision_emnist(
             self.data_dir,

@@ -74,6 +74,11 @@ def check_split_files(data_dir: str | Path, split: str, train: bool) -> int:
             f"{folder / labels_name} holds {num_labels:,} labels: they come from different "
             "downloads; replace both"
         )
+    if num_labels == 0:
+        raise DataFilesError(
+            f"{folder / images_name} holds no images: replace it (and {labels_name}) with the "
+            "EMNIST files"
+        )
     if images_shape[1:] != (28, 28):
         raise DataFilesError(
             f"{folder / images_name} holds {images_shape[1]}x{images_shape[2]} images, "

@@ -1,0 +1,85 @@
+"""Documented paths that used to fail: debug=overfit, and runs refused in one line that must
+leave no run folder behind."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers.configs import REPO
+
+from emnist_lightning.data.idx_files import expected_files, raw_folder
+from emnist_lightning.errors import DataFilesError
+from emnist_lightning.training.run import train
+
+
+def test_debug_overfit_trains_and_validates(make_train_cfg) -> None:
+    metrics = train(make_train_cfg("debug=overfit", "trainer.max_epochs=2", "test=false"))
+    assert metrics["epochs"] == 2
+
+
+def _cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "train.py", "trainer.max_epochs=1", "logger=none", *overrides],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _one_error_line(result: subprocess.CompletedProcess) -> str:
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and len(errors) == 1, result.stderr[-2000:]
+    return errors[0]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data.val_fraction=0.001"], "leaves no validation images"),
+        (
+            ["experiment=fast", "data.batch_size=64", "++trainer.limit_train_batches=5"],
+            "one-cycle warm-up of a single step",
+        ),
+    ],
+    ids=["val_fraction", "one_cycle"],
+)
+def test_a_run_refused_once_fitting_starts_leaves_no_run_folder(
+    overrides: list[str], message: str, tiny_emnist: Path, tmp_path: Path
+) -> None:
+    # Both are found when Lightning starts fitting, after the run wrote its config,
+    # checkpoint lock and fit status.
+    line = _one_error_line(
+        _cli(
+            tmp_path,
+            f"data.data_dir={tiny_emnist}",
+            "data.download=false",
+            f"paths.log_dir={tmp_path}",
+            *overrides,
+        )
+    )
+    assert message in line
+    assert not list((tmp_path / "train" / "runs").glob("*"))
+
+
+def test_an_empty_log_dir_is_refused_before_any_folder_is_made(tmp_path: Path) -> None:
+    line = _one_error_line(_cli(tmp_path, "paths.log_dir="))
+    assert line.startswith("error: paths.log_dir is empty")
+
+
+def test_a_training_file_with_no_images_is_refused_in_one_line(
+    tiny_emnist: Path, make_train_cfg, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(tiny_emnist, data)
+    images, labels = expected_files("balanced", train=True)
+    (raw_folder(data) / images).write_bytes(struct.pack(">IIII", 2051, 0, 28, 28))
+    (raw_folder(data) / labels).write_bytes(struct.pack(">II", 2049, 0))
+    with pytest.raises(DataFilesError, match=r"train-images-idx3-ubyte holds no images"):
+        train(make_train_cfg(data_dir=data, output_dir=tmp_path / "run"))
+    assert not (tmp_path / "run" / "checkpoints").exists()
