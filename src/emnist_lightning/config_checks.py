@@ -26,6 +26,7 @@ from emnist_lightning.models.value_checks import Check
 # Addresses LitServe binds (it refuses any other host).
 HOSTS = ("127.0.0.1", "0.0.0.0", "::")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical", "trace")
+MAX_RANDOM_TEST = 256  # predict.py's random test images, drawn as one grid
 MAX_SEED = 2**32 - 1  # numpy's seeds, which Lightning's seed_everything sets too
 # Keys Hydra and the sweeper own (the sweeper checks its own settings).
 _UNCHECKED_ROOTS = ("hydra",)
@@ -307,9 +308,10 @@ _TOP = {
     "float32_matmul_precision": text(("highest", "high", "medium"), nullable=True),
     "train_runs_dir": _PATH,
     "top_k": whole(1),
-    "random_test": whole(0),
+    # A grid of at most 32 rows of 8: more makes a figure that takes minutes to draw.
+    "random_test": whole(0, MAX_RANDOM_TEST),
     "images": list_of(text(), allow_one=True),
-    "formats": list_of(text()),  # which formats: export.py's check
+    "formats": list_of(text(), allow_one=True),  # which formats: export.py's check
     # tune.py
     "objective": text(("val/acc_best",)),
     "pruning_monitor": _MONITOR,

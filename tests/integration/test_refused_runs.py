@@ -3,6 +3,7 @@ leave no run folder behind."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import struct
 import subprocess
@@ -10,10 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers.configs import REPO
+from helpers.configs import REPO, compose_config
+from PIL import Image, ImageDraw
 
 from emnist_lightning.data.idx_files import expected_files, raw_folder
-from emnist_lightning.errors import DataFilesError
+from emnist_lightning.errors import ConfigError, DataFilesError, UserError
+from emnist_lightning.inference.export import export
+from emnist_lightning.inference.predict import predict
 from emnist_lightning.training.run import train
 
 
@@ -83,3 +87,56 @@ def test_a_training_file_with_no_images_is_refused_in_one_line(
     with pytest.raises(DataFilesError, match=r"train-images-idx3-ubyte holds no images"):
         train(make_train_cfg(data_dir=data, output_dir=tmp_path / "run"))
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+# -- predict.py and export.py ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_run(tiny_emnist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("tiny") / "run"
+    overrides = [
+        f"data.data_dir={tiny_emnist}",
+        "data.download=false",
+        "trainer.max_epochs=1",
+        "trainer.accelerator=cpu",
+        "trainer.enable_progress_bar=false",
+        "test=false",
+        "logger=none",
+    ]
+    train(compose_config("train", overrides, run))
+    return run
+
+
+def _predict_cfg(run: Path, tmp_path: Path, *overrides: str):
+    ckpt = run / "checkpoints" / "last.ckpt"
+    return compose_config("predict", [f"ckpt_path={ckpt}", *overrides], tmp_path / "out")
+
+
+def test_predict_skips_fifos_and_refuses_an_empty_folder(tiny_run: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.new("L", (28, 28), 255).save(folder / "blank.png")
+    image = Image.new("L", (64, 64), 255)
+    ImageDraw.Draw(image).line((32, 6, 32, 58), fill=0, width=6)
+    image.save(folder / "bar.png")
+    os.mkfifo(folder / "pipe.png")  # opening it for reading would wait for a writer for ever
+    summary = predict(_predict_cfg(tiny_run, tmp_path, f"images={folder}"))
+    assert summary["predicted"] == 1 and summary["failed"] == 1  # bar; blank has no ink
+    named = predict(_predict_cfg(tiny_run, tmp_path, f"images={folder / 'pipe.png'}"))
+    assert named["failed"] == 1
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UserError, match=r"no image files in .*empty: pass image files"):
+        predict(_predict_cfg(tiny_run, tmp_path, f"images={empty}"))
+
+
+def test_predict_caps_random_test(tiny_run: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"random_test=100000 is invalid"):
+        predict(_predict_cfg(tiny_run, tmp_path, "random_test=100000"))
+
+
+def test_export_formats_onnx_is_one_format(tiny_run: Path, tmp_path: Path) -> None:
+    ckpt = tiny_run / "checkpoints" / "last.ckpt"
+    cfg = compose_config("export", [f"ckpt_path={ckpt}", "formats=onnx"], tmp_path / "out")
+    assert set(export(cfg)) == {"onnx"}
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.suffix) == ["model.onnx"]

@@ -74,20 +74,20 @@ def export_onnx(
 def export(cfg: DictConfig) -> dict[str, Path]:
     """Write the formats `cfg.formats` asks for from any model file; returns their paths."""
     validate_config(cfg)
-    unknown = sorted(set(cfg.formats) - set(FORMATS))
+    # formats=onnx names one format (a string is not a list of its letters).
+    formats = [cfg.formats] if isinstance(cfg.formats, str) else list(cfg.formats)
+    unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
-        raise ConfigError(
-            f"formats={list(cfg.formats)} has unknown {unknown}: use any of {list(FORMATS)}"
-        )
+        raise ConfigError(f"formats={formats} has unknown {unknown}: use any of {list(FORMATS)}")
     model_path = announce_model(str(cfg.ckpt_path), cfg.train_runs_dir)
     loaded = load_model(model_path)
     out_dir = Path(cfg.paths.output_dir)
     written: dict[str, Path] = {}
-    if "onnx" in cfg.formats:
+    if "onnx" in formats:
         written["onnx"] = export_onnx(
             loaded.card, loaded.model, out_dir / "model.onnx", read_provenance(model_path)
         )
-    if "state_dict" in cfg.formats:
+    if "state_dict" in formats:
         written["state_dict"] = export_state_dict(loaded.card, loaded.model.net, out_dir)
     log.info("Exported %s:", loaded.path)
     if "onnx" in written:

@@ -17,7 +17,11 @@ from emnist_lightning.data.datamodule import test_split
 from emnist_lightning.data.labels import check_split_matches
 from emnist_lightning.errors import UserError
 from emnist_lightning.inference.predictors import Predictor, load_predictor, top_k
-from emnist_lightning.inference.preprocess import expand_image_paths, load_character
+from emnist_lightning.inference.preprocess import (
+    IMAGE_SUFFIXES,
+    expand_image_paths,
+    load_character,
+)
 from emnist_lightning.inference.which_model import announce_model
 
 log = logging.getLogger(__name__)
@@ -32,6 +36,11 @@ def predict_files(
 ) -> dict[str, int]:
     """Predict every readable image; one error line per unusable file. Writes a CSV of both."""
     paths = expand_image_paths(entries)
+    if not paths:
+        raise UserError(
+            f"no image files in {', '.join(entries)}: pass image files ("
+            f"{', '.join(sorted(IMAGE_SUFFIXES))}) or folders holding them"
+        )
     rows: list[dict[str, Any]] = []
     images, kept = [], []
     for path in paths:

@@ -82,6 +82,8 @@ def _gray(image: Image.Image) -> np.ndarray:
 def load_grayscale(source: ImageSource) -> np.ndarray:
     """Read any image Pillow can (a path or a binary file object) as floats in [0, 1]."""
     name = source_name(source)
+    if isinstance(source, (str, Path)) and Path(source).exists() and not Path(source).is_file():
+        raise ImageInputError(f"{name} is not a regular file: pass image files or folders")
     try:
         with warnings.catch_warnings():
             # Over Image.MAX_IMAGE_PIXELS Pillow only warns (and refuses at twice that):
@@ -254,7 +256,12 @@ def expand_image_paths(entries: list[str]) -> list[Path]:
     for entry in entries:
         path = Path(entry).expanduser()
         if path.is_dir():
-            paths.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+            # Regular files only: opening a FIFO (or a device) named like an image would hang.
+            paths.extend(
+                sorted(
+                    p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                )
+            )
         else:
             paths.append(path)
     return paths
