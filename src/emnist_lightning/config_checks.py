@@ -92,6 +92,8 @@ def number(
 
     if math.isinf(low) and math.isinf(high):
         span, outside = "", math.nan
+    elif math.isinf(high):
+        span, outside = f" {'>' if open_low else '>='} {low:g}", low - 1
     else:
         left = "(" if open_low or math.isinf(low) else "["
         right = ")" if open_high or math.isinf(high) else "]"

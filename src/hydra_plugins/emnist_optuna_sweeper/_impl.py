@@ -171,6 +171,13 @@ class PruningOptunaSweeperImpl:
                 "(set hydra.sweep.dir or paths.log_dir to a writable folder)"
             )
 
+    def _check_task_config(self) -> None:
+        """The task's own keys first (the sampler's seed is the task's `seed`): a bad value is
+        named as the user typed it, not as a sampler error."""
+        from emnist_lightning.config_checks import validate_config
+
+        validate_config(self.config)
+
     def _check_trial_configs(self, space: dict[str, BaseDistribution], fixed: list[str]) -> None:
         """Build the task config of a few trial points (range ends, every choice) and check
         their values, so a bad override or search-space key costs no trial."""
@@ -213,6 +220,7 @@ class PruningOptunaSweeperImpl:
             raise ConfigError(
                 "no search space: set hydra.sweeper.params or pass key=interval(...) sweeps"
             )
+        self._check_task_config()
         self._check_settings()
         self._check_sweep_dir()
         self._check_trial_configs(space, fixed)
