@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import warnings
@@ -21,11 +22,46 @@ from emnist_lightning.inference.model_files import (
     load_model,
 )
 from emnist_lightning.inference.which_model import announce_model, read_provenance
-from emnist_lightning.models.card import ModelCard, NormalizedNet
+from emnist_lightning.models.card import ORIENTATION, ModelCard, NormalizedNet
 from emnist_lightning.models.provenance import PROVENANCE_KEY, Provenance
 
 log = logging.getLogger(__name__)
 FORMATS = ("onnx", "state_dict")
+# The graph's interface (input and output as GRAPH_INPUT and GRAPH_OUTPUT say): the ONNX
+# model_version, raised when either changes.
+GRAPH_VERSION = 1
+GRAPH_INPUT = {
+    "input": "images: float32, shape (batch, 1, 28, 28): one grayscale 28x28 image per character",
+    "input_orientation": "upright, as a person reads the character (not EMNIST's stored, "
+    "transposed images)",
+    "input_polarity": "light ink on a dark background: ink 1.0, background 0.0",
+    "input_scale": "0.0 to 1.0 (8-bit pixels / 255), the brightest ink pixel at 1.0",
+    "input_normalisation": "inside the graph: pass the 0..1 pixels as they are, subtract and "
+    "divide nothing",
+    "preprocessing": "the model learnt EMNIST's look: the character cropped to its ink, centred "
+    "in a square with its longer side spanning about 24 of the 28 pixels, strokes 2 to 4 "
+    "pixels wide, slightly blurred; see the emnist_look function in emnist-lightning's "
+    "docs/using-a-model.md",
+}
+GRAPH_OUTPUT = {
+    "output": "logits: float32, shape (batch, number of classes); argmax is the prediction, "
+    "softmax the probabilities (with the card's test_time_shift > 0, the mean "
+    "log-probabilities of the shifted views)",
+}
+
+
+def graph_metadata(card: ModelCard) -> dict[str, str]:
+    """What a program that knows nothing of this project needs to run the graph: its input
+    stated exactly, the class characters in output order, and the card of the graph as a
+    whole (it takes upright 0..1 images and normalises them itself, so its card says mean 0,
+    std 1: nothing to apply)."""
+    graph_card = dataclasses.replace(card, input_mean=0.0, input_std=1.0, orientation=ORIENTATION)
+    return {
+        **GRAPH_INPUT,
+        **GRAPH_OUTPUT,
+        "class_names": json.dumps(list(card.class_names)),
+        ONNX_CARD_KEY: json.dumps(graph_card.to_dict()),
+    }
 
 
 def export_onnx(
@@ -58,15 +94,12 @@ def export_onnx(
             )
         program.save(str(partial))
         exported = onnx.load(str(partial))
-        metadata = {
-            ONNX_CARD_KEY: json.dumps(card.to_dict()),
-            "input": "images: float32 (batch, 1, 28, 28), upright, light ink on dark, in [0, 1]",
-            "output": "logits: float32 (batch, num_classes); with the card's test_time_shift > 0, "
-            "the mean log-probabilities of the shifted views",
-        }
+        metadata = graph_metadata(card)
         if provenance is not None and provenance.to_dict():
             metadata[PROVENANCE_KEY] = json.dumps(provenance.to_dict())
         onnx.helper.set_model_props(exported, metadata)
+        # Unset, onnxruntime reports the model version as INT64 max.
+        exported.model_version = GRAPH_VERSION
         onnx.save(exported, str(partial))
     return path
 
