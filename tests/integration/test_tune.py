@@ -249,3 +249,47 @@ def test_trials_that_raise_or_return_nan_fail_and_the_sweep_goes_on(tmp_path) ->
     summary = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
     assert summary["trials"] == {"COMPLETE": 4, "FAIL": 2}
     assert not math.isnan(summary["best_value"])
+
+
+@pytest.mark.slow
+def test_a_planted_trial_in_the_sweeps_journal_never_reaches_the_retrain(
+    sweep_data, tmp_path
+) -> None:
+    from helpers.planted_trial import plant_trials, targets
+    from omegaconf import OmegaConf
+
+    from emnist_lightning.tuning.storage import open_storage
+
+    sweep = tmp_path / "tune" / "shared"
+    sweep.mkdir(parents=True)
+    victim = tmp_path / "victim"
+    plant_trials(open_storage(str(sweep / "optuna.journal")), "shared", victim)
+    result = _run(
+        _tune_cmd(
+            sweep_data, tmp_path, "hydra.sweeper.study_name=shared", "hydra/sweeper/pruner=none"
+        )
+    )
+    output = result.stderr + result.stdout
+    assert "Trial 1: left out of the retrain config" in output  # the planted one is the best
+    text = (sweep / "experiment" / "tuned.yaml").read_text()
+    assert "evil" not in text and "_target_" not in text and str(victim) not in text, text
+    tuned = yaml.safe_load(text)
+    assert tuned["model"]["lr"] == 0.02  # the planted trial's one value inside the space
+    printed = re.search(r"Retrain the best trial at full length: (python train\.py .*)", output)
+    assert printed and str(victim) not in printed.group(1)
+    retrain = _run(
+        [
+            sys.executable,
+            *shlex.split(printed.group(1))[1:],
+            f"paths.log_dir={tmp_path / 'retrain'}",
+            "trainer.max_epochs=1",
+            "test=false",
+            "trainer.enable_progress_bar=false",
+            "++callbacks.progress_bar=null",
+        ]
+    )
+    assert retrain.returncode == 0 and not victim.exists()  # no payload was instantiated
+    (run,) = (tmp_path / "retrain" / "train" / "runs").iterdir()
+    resolved = yaml.safe_load((run / "config_resolved.yaml").read_text())
+    assert "evil" not in resolved["callbacks"] and "evil" not in (resolved.get("logger") or {})
+    assert not any(t.startswith("os.") for t in targets(OmegaConf.create(resolved)))
