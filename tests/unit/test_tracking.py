@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.configs import compose_config
 
 from emnist_lightning.training.run import train
 
@@ -73,6 +74,31 @@ def test_mlflow_logger_records_params_and_metrics_offline(
     assert (run_dir / "csv" / "metrics.csv").is_file()  # the CSV logger still runs beside it
     # no ./mlruns or mlflow.db in the working folder
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fetched", "run"]
+
+
+def test_an_export_of_a_tracked_run_joins_its_mlflow_run(
+    make_train_cfg, tmp_path: Path, monkeypatch
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from emnist_lightning.inference.export import export
+
+    run_dir = tmp_path / "run"
+    train(make_train_cfg("logger=mlflow", "trainer.max_epochs=1", "test=false", output_dir=run_dir))
+    (best,) = (run_dir / "checkpoints").glob("epoch_*.ckpt")
+    monkeypatch.chdir(tmp_path)  # export.py run from another folder than the training
+    cfg = compose_config(
+        "export", [f"ckpt_path={best}", "formats=[onnx,state_dict]"], tmp_path / "exported"
+    )
+    written = export(cfg)
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{run_dir / 'logs' / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("emnist-train").experiment_id])
+    exported = {a.path for a in client.list_artifacts(run.info.run_id, "export")}
+    assert exported == {"export/model.onnx", "export/character_recognition.torch"}
+    fetched = client.download_artifacts(run.info.run_id, "export/model.onnx", str(tmp_path / "f"))
+    assert Path(fetched).read_bytes() == written["onnx"].read_bytes()
+    assert not (tmp_path / "logs").exists()  # no second, empty store where export ran
 
 
 def test_tensorboard_hparams_record_holds_hyperparameters_and_final_metrics(

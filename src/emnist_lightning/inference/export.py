@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from emnist_lightning.atomic_files import replaced_atomically
 from emnist_lightning.config_checks import validate_config
-from emnist_lightning.errors import ConfigError, UserError
+from emnist_lightning.errors import ConfigError, UserError, first_line
 from emnist_lightning.inference.model_files import (
     CARD_NAME,
     ONNX_CARD_KEY,
@@ -24,6 +24,7 @@ from emnist_lightning.inference.model_files import (
 from emnist_lightning.inference.which_model import announce_model, read_provenance
 from emnist_lightning.models.card import ORIENTATION, ModelCard, NormalizedNet
 from emnist_lightning.models.provenance import PROVENANCE_KEY, Provenance
+from emnist_lightning.training.tracking import log_exports
 
 log = logging.getLogger(__name__)
 FORMATS = ("onnx", "state_dict")
@@ -123,6 +124,13 @@ def export(cfg: DictConfig) -> dict[str, Path]:
     if "state_dict" in formats:
         written["state_dict"] = export_state_dict(loaded.card, loaded.model.net, out_dir)
     log.info("Exported %s:", loaded.path)
+    try:
+        tracked = log_exports(model_path, written.values())
+    except Exception as exc:  # the files are written; tracking them is a bonus
+        log.warning("  not logged to the training run's MLflow run: %s", first_line(exc))
+        tracked = None
+    if tracked:
+        log.info("  also logged to its training run's MLflow run %s (artifacts: export/)", tracked)
     if "onnx" in written:
         log.info(
             "  ONNX (the net with its normalisation; card in the metadata): %s", written["onnx"]

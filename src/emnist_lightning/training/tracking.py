@@ -8,7 +8,9 @@ TensorBoard hparams record that holds both the hyperparameters and the final met
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,8 @@ from lightning.pytorch.loggers import Logger, MLFlowLogger, TensorBoardLogger
 from emnist_lightning.errors import ConfigError
 
 SQLITE_PREFIX = "sqlite:///"
+# Beside a run's files: which local MLflow run holds them, so export.py can add its exports.
+MLFLOW_RUN_FILE = "mlflow_run.json"
 # MLflow creates experiment 0, "Default", in every new store; our runs never use it.
 DEFAULT_EXPERIMENT_ID = "0"
 
@@ -153,3 +157,53 @@ def finish_tracking(
             logger.finalize("success")
         elif isinstance(logger, EpochMLFlowLogger):
             logger.log_files(root, files)
+            uri = logger._tracking_uri
+            if uri.startswith(SQLITE_PREFIX):  # absolute: export.py may run from elsewhere
+                uri = SQLITE_PREFIX + str(Path(uri.removeprefix(SQLITE_PREFIX)).resolve())
+            record = {"tracking_uri": uri, "run_id": logger.run_id}
+            (root / MLFLOW_RUN_FILE).write_text(json.dumps(record, indent=2))
+
+
+def mlflow_run_of(model_path: Path) -> tuple[str, str] | None:
+    """The local MLflow run (tracking URI, run id) of the run folder a model file lies in.
+
+    The record is data: only a local SQLite store and a hexadecimal run id are accepted, so a
+    file cannot make an export talk to a server.
+    """
+    for folder in (model_path.parent, model_path.parent.parent):
+        record_path = folder / MLFLOW_RUN_FILE
+        if not record_path.is_file() or record_path.stat().st_size > 10_000:
+            continue
+        try:
+            record = json.loads(record_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return None
+        uri, run_id = record.get("tracking_uri"), record.get("run_id")
+        if (
+            isinstance(uri, str)
+            and uri.startswith(SQLITE_PREFIX)
+            and Path(uri.removeprefix(SQLITE_PREFIX)).is_file()
+            and isinstance(run_id, str)
+            and re.fullmatch(r"[0-9a-f]{32}", run_id)
+        ):
+            return uri, run_id
+        return None
+    return None
+
+
+def log_exports(model_path: Path, files: Iterable[Path]) -> str | None:
+    """Add exported files to the MLflow run of the model's training run, under `export/`;
+    returns the run id, or None when the model has no MLflow run (or MLflow is not here)."""
+    found = mlflow_run_of(model_path)
+    if found is None:
+        return None
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    try:
+        from mlflow.tracking import MlflowClient
+    except ImportError:
+        return None
+    uri, run_id = found
+    client = MlflowClient(tracking_uri=uri)
+    for path in files:
+        client.log_artifact(run_id, str(path), artifact_path="export")
+    return run_id
