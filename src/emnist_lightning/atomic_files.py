@@ -3,9 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+
+def save_torch_file(obj: Any, path: str | Path) -> None:
+    """torch.save through memory, then one plain write and an fsync: a full disk is then the
+    OS's own error (OSError ENOSPC, "No space left on device"), where torch's zip writer
+    says "[enforce fail at inline_container.cc] unexpected pos"."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with Path(path).open("wb") as f:
+        f.write(buffer.getbuffer())
+        f.flush()
+        os.fsync(f.fileno())
 
 
 @contextlib.contextmanager

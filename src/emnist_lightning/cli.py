@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import secrets
@@ -17,6 +18,8 @@ from emnist_lightning.console import quiet_console
 from emnist_lightning.errors import UserError
 
 T = TypeVar("T")
+# A write that failed for want of room: a full disk, a full quota, a file-size limit.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 log = logging.getLogger("emnist_lightning")
 
 # One value per process: `${run_suffix:}` in hydra.run.dir keeps runs started in the same
@@ -72,10 +75,19 @@ def exit_on_user_error(func: Callable[..., T]) -> Callable[..., T]:
         try:
             return func(*args, **kwargs)
         except UserError as exc:
-            log.debug("user error", exc_info=True)
-            logging.shutdown()  # close the run's log file before its folder may be removed
-            remove_untouched_run_folder()
-            print(f"error: {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
+            message = str(exc)
+        except OSError as exc:
+            if exc.errno not in DISK_FULL:
+                raise
+            where = f" ({exc.filename})" if exc.filename else ""
+            message = (
+                f"{exc.strerror or 'no space left on device'}{where}: free some space, or "
+                "point paths.log_dir at another disk"
+            )
+        log.debug("user error", exc_info=True)
+        logging.shutdown()  # close the run's log file before its folder may be removed
+        remove_untouched_run_folder()
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
 
     return wrapper

@@ -4,20 +4,24 @@ leave no run folder behind."""
 from __future__ import annotations
 
 import os
+import resource
 import shutil
+import signal
 import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 from helpers.configs import REPO, compose_config
 from PIL import Image, ImageDraw
 
 from emnist_lightning.data.idx_files import expected_files, raw_folder
-from emnist_lightning.errors import ConfigError, DataFilesError, UserError
+from emnist_lightning.errors import CheckpointError, ConfigError, DataFilesError, UserError
 from emnist_lightning.inference.export import export
 from emnist_lightning.inference.predict import predict
+from emnist_lightning.training.checkpoint_io import AtomicCheckpointIO
 from emnist_lightning.training.run import train
 
 
@@ -140,3 +144,43 @@ def test_export_formats_onnx_is_one_format(tiny_run: Path, tmp_path: Path) -> No
     cfg = compose_config("export", [f"ckpt_path={ckpt}", "formats=onnx"], tmp_path / "out")
     assert set(export(cfg)) == {"onnx"}
     assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.suffix) == ["model.onnx"]
+
+
+# -- a full disk -----------------------------------------------------------------------------
+def test_a_full_disk_is_said_in_words_when_a_checkpoint_is_saved(tmp_path: Path) -> None:
+    # /dev/full answers every write with ENOSPC, as a full disk does.
+    target = tmp_path / "last.ckpt"
+    (tmp_path / f".last.ckpt.{os.getpid()}.partial").symlink_to("/dev/full")
+    with pytest.raises(CheckpointError, match=r"last.ckpt \(No space left on device\)"):
+        AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.ones(1000)}}, target)
+    assert not target.exists()
+
+
+def _limit_file_size() -> None:
+    """Files over 150 KB cannot be written (EFBIG, as from a quota or a small disk)."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, 150_000))
+
+
+@pytest.mark.parametrize("script", ["train.py", "export.py"])
+def test_no_room_to_write_is_one_line_at_the_command_line(
+    script: str, tiny_run: Path, tiny_emnist: Path, tmp_path: Path
+) -> None:
+    args = {
+        "train.py": [
+            f"data.data_dir={tiny_emnist}",
+            "data.download=false",
+            "trainer.max_epochs=1",
+            "logger=none",
+        ],
+        "export.py": [f"ckpt_path={tiny_run / 'checkpoints' / 'last.ckpt'}"],
+    }[script]
+    result = subprocess.run(
+        [sys.executable, script, *args, f"paths.log_dir={tmp_path}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_limit_file_size,
+    )
+    assert "File too large" in _one_error_line(result)

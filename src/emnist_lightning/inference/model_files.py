@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from emnist_lightning.atomic_files import replaced_atomically
+from emnist_lightning.atomic_files import replaced_atomically, save_torch_file
 from emnist_lightning.errors import CheckpointError, ModelFileError, first_line
 from emnist_lightning.json_input import JSONInputError, parse_json
 from emnist_lightning.models.card import (
@@ -319,6 +319,6 @@ def export_state_dict(card: ModelCard, net: torch.nn.Module, folder: str | Path)
     card, state = in_seed_layout(card, {k: v.detach().cpu() for k, v in net.state_dict().items()})
     weights = folder / STATE_DICT_NAME
     with replaced_atomically(weights) as partial:
-        torch.save(state, partial)
+        save_torch_file(state, partial)
     write_json_atomically(card.to_dict(), folder / CARD_NAME)
     return weights

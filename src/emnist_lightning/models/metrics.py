@@ -15,7 +15,16 @@ from torchmetrics.classification import (
 SCORES = ("acc", "f1", "precision", "recall")
 # Logged while fitting, per validation (val/acc_best: the best val/acc so far) or per training
 # epoch: what a checkpoint or early-stopping callback, or the tuner's pruner, may monitor.
-MONITORABLE = (*(f"val/{name}" for name in SCORES), "val/loss", "val/acc_best", "train/loss")
+# What a checkpoint callback can monitor: the logged scores, and the epoch and step counters
+# Lightning adds to every checkpoint's candidates (monitor=epoch: every epoch is a new best).
+MONITORABLE = (
+    *(f"val/{name}" for name in SCORES),
+    "val/loss",
+    "val/acc_best",
+    "train/loss",
+    "epoch",
+    "step",
+)
 
 
 def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:

@@ -11,10 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from emnist_lightning.atomic_files import replaced_atomically
+from emnist_lightning.atomic_files import replaced_atomically, save_torch_file
 from emnist_lightning.errors import CheckpointError, first_line
 
 PARTIAL_SUFFIX = ".partial"
@@ -35,11 +34,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with replaced_atomically(path, PARTIAL_SUFFIX) as partial, partial.open("wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-        except (OSError, RuntimeError) as exc:  # torch's zip writer reports a full disk so
+            with replaced_atomically(path, PARTIAL_SUFFIX) as partial:
+                save_torch_file(checkpoint, partial)
+        except (OSError, RuntimeError) as exc:
             detail = getattr(exc, "strerror", None) or first_line(exc)
             raise CheckpointError(
                 f"cannot write checkpoint {path} ({detail}): make its folder "
