@@ -63,6 +63,21 @@ def remove_untouched_run_folder() -> None:
         return  # never remove a folder the run did not create itself
     if not any(_holds_results(entry) for entry in folder.iterdir()):
         shutil.rmtree(folder, ignore_errors=True)
+        _remove_empty_parents(folder, hydra_callbacks.created_outermost)
+
+
+def _remove_empty_parents(folder: Path, outermost: Path | None) -> None:
+    """Remove the refused run's parents this run created (logs/<task>/runs/ on a first run),
+    as long as they are empty: a refused first run leaves no folder at all."""
+    if outermost is None or folder == outermost:
+        return
+    for parent in folder.parents:
+        try:
+            parent.rmdir()  # only ever removes an empty folder
+        except OSError:
+            return
+        if parent == outermost:
+            return
 
 
 def exit_on_user_error(func: Callable[..., T]) -> Callable[..., T]:

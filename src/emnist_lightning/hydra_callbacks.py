@@ -24,9 +24,21 @@ def folder_problem(folder: Path) -> str | None:
     return None
 
 
-# The run folder this process's CheckRunFolder created (None: it existed already). Only a
-# folder the run itself created may be removed when the run is refused.
+# The run folder this process's CheckRunFolder created (None: it existed already), and the
+# outermost of its parents created with it (logs/, logs/<task>/runs/ on a first run). Only
+# folders the run itself created may be removed when the run is refused.
 created_run_folder: Path | None = None
+created_outermost: Path | None = None
+
+
+def _first_missing(folder: Path) -> Path | None:
+    """The outermost folder on the way to `folder` that does not exist yet."""
+    missing = None
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            break
+        missing = candidate
+    return missing
 
 
 def refuse_empty_log_dir(config: DictConfig) -> None:
@@ -45,13 +57,13 @@ class CheckRunFolder(Callback):
     would fail on it with a traceback (a log path that is a file, a read-only folder)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        global created_run_folder
+        global created_run_folder, created_outermost
         refuse_empty_log_dir(config)
         folder = Path(str(config.hydra.run.dir))
-        existed = folder.exists()
+        outermost = _first_missing(folder)
         problem = folder_problem(folder)
-        if problem is None and not existed:
-            created_run_folder = folder
+        if problem is None and outermost is not None:
+            created_run_folder, created_outermost = folder, outermost
         if problem is not None:
             print(
                 f"error: cannot write the run folder {folder}: {problem}; "

@@ -458,7 +458,7 @@ def test_unwritable_log_and_checkpoint_folders_are_one_line_each(
     ("override", "message"),
     [
         ("top_k=0", "top_k=0 is invalid: it must be a whole number >= 1"),
-        ("random_test=-1", "random_test=-1 is invalid: it must be a whole number >= 0"),
+        ("random_test=-1", "random_test=-1 is invalid: it must be a whole number in \\[0, 256\\]"),
         ("data.split=everything", "data.split='everything' is invalid: it must be one of"),
     ],
 )
