@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.loggers import Logger, MLFlowLogger, TensorBoardLogger
 
 from emnist_lightning.errors import ConfigError
@@ -95,7 +96,8 @@ def mlflow_logger(
     if run_dir is not None:
         kwargs.setdefault("run_name", run_name(run_dir))
     try:
-        _prepare_store(tracking_uri, artifact_location)
+        if rank_zero_only.rank == 0:  # DDP's other processes never write to the store
+            _prepare_store(tracking_uri, artifact_location)
         return EpochMLFlowLogger(
             tracking_uri=tracking_uri, artifact_location=artifact_location, **kwargs
         )
