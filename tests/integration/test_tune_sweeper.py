@@ -275,3 +275,13 @@ def test_starting_hydra_imports_no_training_or_optuna_code() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_changing_the_direction_of_an_existing_study_is_refused_in_one_line(tmp_path) -> None:
+    common = (f"hydra.sweep.dir={tmp_path}", "hydra.sweeper.n_trials=1")
+    assert _curve(*common).returncode == 0  # the study is created to maximize
+    result = _curve(*common, "hydra.sweeper.direction=minimize", "hydra.sweeper.n_trials=2")
+    assert result.returncode == 2, result.stderr[-2000:]
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and "was created to maximize" in error_lines[0]
+    assert len(_trials(tmp_path)) == 1  # nothing ran under the other direction

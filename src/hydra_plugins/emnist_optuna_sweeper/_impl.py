@@ -211,7 +211,20 @@ class PruningOptunaSweeperImpl:
             raise ConfigError(
                 f"study '{self.study_name}' in {display_spec(self.storage_spec)}: {exc}"
             ) from None
+        self._check_direction(study)
         return storage, study
+
+    def _check_direction(self, study: optuna.Study) -> None:
+        """Optuna loads an existing study with its own direction, whatever is asked: a study
+        made to maximize would silently keep maximizing (and report its maximum as best)."""
+        stored = [d.name.lower() for d in study.directions]
+        asked = [self.direction] if isinstance(self.direction, str) else list(self.direction)
+        if stored != asked:
+            raise ConfigError(
+                f"study '{self.study_name}' in {display_spec(self.storage_spec)} was created to "
+                f"{', '.join(stored)}; hydra.sweeper.direction={', '.join(asked)} cannot change "
+                "that: keep its direction, or start a new study (hydra.sweeper.study_name=<new>)"
+            )
 
     @exit_on_user_error
     def sweep(self, arguments: list[str]) -> list[Any]:
