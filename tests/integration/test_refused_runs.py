@@ -162,7 +162,8 @@ def _limit_file_size() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, 150_000))
 
 
-@pytest.mark.parametrize("script", ["train.py", "export.py"])
+# train.py's save goes through the same writer as the /dev/full test above (slow: it trains).
+@pytest.mark.parametrize("script", [pytest.param("train.py", marks=pytest.mark.slow), "export.py"])
 def test_no_room_to_write_is_one_line_at_the_command_line(
     script: str, tiny_run: Path, tiny_emnist: Path, tmp_path: Path
 ) -> None:

@@ -16,6 +16,7 @@ import pytest
 from helpers.configs import compose_config
 from helpers.serving_process import (
     REPO,
+    Server,
     post_file,
     request,
     running_server,
@@ -56,6 +57,16 @@ def png(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return path.read_bytes()
 
 
+@pytest.fixture(scope="module")
+def shared(logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for the faults it survives, in file order: slow clients, a stalled worker,
+    then a killed one (its restart makes the printed worker pid stale)."""
+    log = tmp_path_factory.mktemp("shared") / "s.log"
+    slow = ("read_timeout=2", "max_connections=8")
+    with running_server(f"paths.log_dir={logs}", *FAST, *slow, log=log) as server:
+        yield server
+
+
 def _processes(server_log: Path) -> dict[str, int]:
     """The pids serve.py prints once it runs."""
     deadline = time.monotonic() + 30
@@ -93,38 +104,75 @@ def _group_gone(pgid: int) -> bool:
     return False
 
 
+def _slow_client(port: int, data: bytes) -> socket.socket:
+    client = socket.create_connection(("127.0.0.1", port), timeout=10)
+    client.sendall(data)
+    return client
+
+
+def _closed_by_server(client: socket.socket) -> bool:
+    """The server closed the connection (after a 503 when it came past the cap)."""
+    try:
+        while chunk := client.recv(1024):
+            assert chunk.startswith(b"HTTP/1.1 503"), chunk
+        return True
+    except (ConnectionResetError, TimeoutError):
+        return False
+
+
+def test_slow_clients_are_cut_off_and_capped(shared: Server, png: bytes) -> None:
+    server = shared  # read_timeout=2, max_connections=8
+    slow_headers = [
+        _slow_client(server.port, b"POST /predict HTTP/1.1\r\nHost: x\r\n") for _ in range(6)
+    ]
+    slow_body = [
+        _slow_client(
+            server.port,
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100000\r\n\r\n{"image": "',
+        )
+        for _ in range(4)
+    ]
+    time.sleep(0.5)
+    # Ten connections held open: past the cap a new request is refused, not queued.
+    assert _health(server.url) == 503
+    start = time.monotonic()
+    for client in slow_headers + slow_body:
+        assert _closed_by_server(client)
+        client.close()
+    assert time.monotonic() - start < 2 + 3
+    assert post_file(server.url, png).status == 200
+
+
 def test_a_stalled_worker_gets_504_on_the_http_side_and_fails_health(
-    logs: Path, png: bytes, tmp_path: Path
+    shared: Server, png: bytes
 ) -> None:
-    with running_server(f"paths.log_dir={logs}", *FAST, log=tmp_path / "s.log") as server:
-        worker = _processes(server.log)["worker"]
-        os.kill(worker, signal.SIGSTOP)
-        try:
-            start = time.monotonic()
-            answer = post_file(server.url, png)
-            assert answer.status == 504, answer.body
-            assert time.monotonic() - start < 3 + 1.5
-            _wait_for(lambda: _health(server.url) == 503, 5)
-        finally:
-            os.kill(worker, signal.SIGCONT)
-        _wait_for(lambda: _health(server.url) == 200, 10)
-        assert post_file(server.url, png).status == 200
-
-
-def test_a_killed_worker_is_restarted_and_serves_again(
-    logs: Path, png: bytes, tmp_path: Path
-) -> None:
-    with running_server(f"paths.log_dir={logs}", *FAST, log=tmp_path / "s.log") as server:
-        pids = _processes(server.log)
-        os.kill(pids["worker"], signal.SIGKILL)
-        _wait_for(lambda: _health(server.url) == 503, 5)
-        # Requests during the restart end within request_timeout (504) or are answered.
+    server = shared
+    worker = _processes(server.log)["worker"]
+    os.kill(worker, signal.SIGSTOP)
+    try:
         start = time.monotonic()
-        assert post_file(server.url, png).status in (200, 500, 504)
+        answer = post_file(server.url, png)
+        assert answer.status == 504, answer.body
         assert time.monotonic() - start < 3 + 1.5
-        _wait_for(lambda: _health(server.url) == 200, 120)
-        assert post_file(server.url, png).status == 200
-        assert server.process.poll() is None  # the same server, still running
+        _wait_for(lambda: _health(server.url) == 503, 5)
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    _wait_for(lambda: _health(server.url) == 200, 10)
+    assert post_file(server.url, png).status == 200
+
+
+def test_a_killed_worker_is_restarted_and_serves_again(shared: Server, png: bytes) -> None:
+    server = shared
+    os.kill(_processes(server.log)["worker"], signal.SIGKILL)
+    _wait_for(lambda: _health(server.url) == 503, 5)
+    # Requests during the restart end within request_timeout (504) or are answered.
+    start = time.monotonic()
+    assert post_file(server.url, png).status in (200, 500, 504)
+    assert time.monotonic() - start < 3 + 1.5
+    _wait_for(lambda: _health(server.url) == 200, 120)
+    assert post_file(server.url, png).status == 200
+    assert server.process.poll() is None  # the same server, still running
 
 
 def _serve(logs: Path, log: Path, port: int) -> subprocess.Popen:
@@ -190,46 +238,3 @@ def test_a_killed_serve_py_takes_every_process_along(started) -> None:
     with socket.socket() as probe:  # the port is free for the next serve.py
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind(("127.0.0.1", port))
-
-
-def _slow_client(port: int, data: bytes) -> socket.socket:
-    client = socket.create_connection(("127.0.0.1", port), timeout=10)
-    client.sendall(data)
-    return client
-
-
-def _closed_by_server(client: socket.socket) -> bool:
-    """The server closed the connection (after a 503 when it came past the cap)."""
-    try:
-        while chunk := client.recv(1024):
-            assert chunk.startswith(b"HTTP/1.1 503"), chunk
-        return True
-    except (ConnectionResetError, TimeoutError):
-        return False
-
-
-def test_slow_clients_are_cut_off_and_capped(logs: Path, png: bytes, tmp_path: Path) -> None:
-    settings = ("read_timeout=2", "max_connections=8")
-    with running_server(
-        f"paths.log_dir={logs}", *FAST, *settings, log=tmp_path / "s.log"
-    ) as server:
-        slow_headers = [
-            _slow_client(server.port, b"POST /predict HTTP/1.1\r\nHost: x\r\n") for _ in range(6)
-        ]
-        slow_body = [
-            _slow_client(
-                server.port,
-                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                b'Content-Length: 100000\r\n\r\n{"image": "',
-            )
-            for _ in range(4)
-        ]
-        time.sleep(0.5)
-        # Ten connections held open: past the cap a new request is refused, not queued.
-        assert _health(server.url) == 503
-        start = time.monotonic()
-        for client in slow_headers + slow_body:
-            assert _closed_by_server(client)
-            client.close()
-        assert time.monotonic() - start < 2 + 3
-        assert post_file(server.url, png).status == 200
