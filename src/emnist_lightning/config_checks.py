@@ -208,6 +208,8 @@ _DATA = {
     "num_workers": whole(0),
     "seed": _SEED,
     "augment": Rule(lambda v: v is None, "null or an augmentation config", ("abc",), node=True),
+    "extra": list_of(text()),
+    "extra_repeat": whole(1),
 }
 
 _MODEL = {
@@ -307,6 +309,7 @@ _TOP = {
     "deterministic": flag(),
     "test": flag(),
     "ckpt_path": text(nullable=True),
+    "init_from": text(nullable=True),
     "float32_matmul_precision": text(("highest", "high", "medium"), nullable=True),
     "train_runs_dir": _PATH,
     "top_k": whole(1),
@@ -329,6 +332,8 @@ _TOP = {
     "threads_per_worker": whole(1, nullable=True),
     "max_image_mb": _POSITIVE,
     "max_megapixels": _POSITIVE,
+    "corrections_dir": text(nullable=True),
+    "corrections_max_mb": _POSITIVE,
     "request_timeout": _POSITIVE,
     "read_timeout": _POSITIVE,
     "keep_alive_timeout": _POSITIVE,

@@ -21,6 +21,7 @@ from helpers.serving_process import (
     REPO,
     Server,
     disconnect_mid_upload,
+    multipart,
     post_file,
     post_json,
     raw_post,
@@ -157,6 +158,17 @@ def test_predictions_equal_predict_py_for_the_same_files(
         assert seen.size == (28, 28) and seen.mode == "L"
         reference = load_character(path).squeeze(0).numpy() * 255
         assert np.abs(np.asarray(seen, dtype=np.float32) - reference).max() <= 0.51
+
+
+def test_corrections_are_off_unless_a_folder_is_given(server: Server, images: list[Path]) -> None:
+    info = request(server.url + "info", method="GET").body
+    assert info["model"]["corrections"] is False
+    assert isinstance(info["model"]["look_alikes"], list)
+    body, headers = multipart("image", "a.png", images[0].read_bytes())
+    answer = request(server.url + "correction", body, headers)
+    assert answer.status == 404 and "corrections_dir=<folder>" in answer.body["detail"]
+    predicted = post_file(server.url, images[0].read_bytes()).body
+    assert isinstance(predicted["look_alikes"], list)
 
 
 def test_a_data_url_from_a_canvas_is_accepted(server: Server, images: list[Path]) -> None:
@@ -362,6 +374,7 @@ def test_other_model_files_serve_the_same_answers(
         ("threads_per_worker=abc", "threads_per_worker='abc' is invalid"),
         ("log_level=bogus", "log_level='bogus' is invalid: it must be one of debug"),
         ("max_megapixels=nan", "max_megapixels=nan is invalid: it must be a finite number"),
+        ("corrections_max_mb=0", "corrections_max_mb=0 is invalid"),
     ],
 )
 def test_settings_the_server_cannot_start_with_are_refused(

@@ -1,4 +1,6 @@
-"""The page at / in real headless Chromium: draw with mouse and touch, clear, upload a photo.
+"""The page at / in real headless Chromium: draw with mouse and touch, clear, upload a photo,
+undo a stroke, one reading per multi-stroke character, the look-alike question, and a
+correction stored by the server and used by a fine-tuning run.
 
 Uses Debian's Chromium (/usr/bin/chromium, or $CHROMIUM) through Playwright; no browser is
 downloaded. The model is trained 300 steps on the proxy handwriting, so a drawn bar reads as
@@ -7,11 +9,17 @@ a one. Set SERVE_SCREENSHOT=<file.png> to keep the screenshot (the README's come
 
 from __future__ import annotations
 
+import base64
+import io
+import json
 import os
+import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers.browser import launched_chromium
 from helpers.rendered_chars import render_character
@@ -31,10 +39,17 @@ def browser() -> Iterator:
 
 
 @pytest.fixture(scope="module")
-def server(proxy_trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def corrections(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("corrections") / "saved"
+
+
+@pytest.fixture(scope="module")
+def server(
+    proxy_trained_run: Path, corrections: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     log = tmp_path_factory.mktemp("browser_server") / "server.log"
     model = proxy_trained_run / "checkpoints" / "last.ckpt"
-    with running_server(f"ckpt_path={model}", log=log) as server:
+    with running_server(f"ckpt_path={model}", f"corrections_dir={corrections}", log=log) as server:
         yield server
 
 
@@ -55,11 +70,17 @@ def _fail_on_policy_violation(text: str) -> None:
 
 
 def _draw_bar_with_mouse(page) -> None:
+    _stroke(page, (0.5, 0.15), (0.5, 0.85))
+
+
+def _stroke(page, *points: tuple[float, float]) -> None:
+    """One mouse stroke through `points`, given as fractions of the canvas."""
     box = page.locator("#pad").bounding_box()
-    x = box["x"] + box["width"] / 2
-    page.mouse.move(x, box["y"] + 0.15 * box["height"])
+    at = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in points]
+    page.mouse.move(*at[0])
     page.mouse.down()
-    page.mouse.move(x, box["y"] + 0.85 * box["height"], steps=20)
+    for point in at[1:]:
+        page.mouse.move(*point, steps=20)
     page.mouse.up()
 
 
@@ -170,3 +191,134 @@ def test_the_page_fits_a_phone_and_reads_a_finger_stroke(browser, server: Server
     assert _wait_for_prediction(page) in BAR_READINGS
     assert page.locator("#top li").count() == 5
     context.close()
+
+
+def _canvas_pixels(page) -> list[int]:
+    return page.evaluate(
+        """() => {
+            const pad = document.getElementById('pad');
+            return Array.from(pad.getContext('2d').getImageData(0, 0, pad.width, pad.height).data);
+        }"""
+    )
+
+
+def _predict_requests(page) -> list[str]:
+    requests: list[str] = []
+    page.on(
+        "request",
+        lambda r: requests.append(r.url) if r.url.endswith("/predict") else None,
+    )
+    return requests
+
+
+def test_undo_removes_the_last_stroke_and_reads_the_rest_again(browser, server: Server) -> None:
+    from playwright.sync_api import expect
+
+    context, page, _ = _open(browser, server)
+    _draw_bar_with_mouse(page)
+    first = _wait_for_prediction(page)
+    one_stroke = _canvas_pixels(page)
+    _stroke(page, (0.25, 0.15), (0.75, 0.15))  # a T now
+    expect(page.locator("#status")).to_contain_text("(", timeout=30_000)
+    assert _canvas_pixels(page) != one_stroke
+
+    page.click("#undo")
+    assert _canvas_pixels(page) == one_stroke  # redrawn from the strokes kept, exactly
+    assert _wait_for_prediction(page) == first
+    page.keyboard.press("Control+z")  # the keyboard shortcut undoes too
+    _assert_cleared(page)
+    assert page.locator("#undo").is_disabled()
+    context.close()
+
+
+def test_a_two_stroke_character_is_read_once_not_after_its_first_stroke(
+    browser, server: Server
+) -> None:
+    context, page, _ = _open(browser, server)
+    requests = _predict_requests(page)
+    _stroke(page, (0.5, 0.15), (0.5, 0.85))
+    time.sleep(0.2)  # lifting the pen between the strokes of a T
+    _stroke(page, (0.25, 0.15), (0.75, 0.15))
+    _wait_for_prediction(page)
+    time.sleep(0.6)
+    assert len(requests) == 1, requests
+    context.close()
+
+
+def test_look_alikes_among_the_top_answers_are_put_as_a_question(
+    browser, server: Server, proxy_trained_run: Path
+) -> None:
+    card = json.loads((proxy_trained_run / "model_card.json").read_text())
+    assert {frozenset(p) for p in card["look_alikes"]} & {frozenset("0O"), frozenset("1I")}
+    context, page, _ = _open(browser, server)
+    with page.expect_response(lambda r: r.url.endswith("/predict")) as answer:
+        _draw_bar_with_mouse(page)
+    offered = answer.value.json()["look_alikes"]
+    assert len(offered) >= 2, answer.value.json()
+    _wait_for_prediction(page)
+    question = page.locator("#ask-question")
+    assert question.is_visible()
+    assert question.inner_text() == (
+        ", ".join(f"\u201c{c}\u201d" for c in offered[:-1]) + f" or \u201c{offered[-1]}\u201d?"
+    )
+    choices = page.locator("#ask-choices button")
+    assert choices.all_inner_texts() == offered
+    choices.nth(1).click()
+    assert page.inner_text("#prediction") == offered[1]
+    assert choices.nth(1).get_attribute("aria-pressed") == "true"
+    assert page.input_value("#truth") == offered[1]  # ready to be saved as a correction
+    page.click("#clear")
+    assert page.locator("#ask").is_hidden()
+    context.close()
+
+
+def test_a_saved_correction_is_stored_and_fine_tunes_a_model(
+    browser, server: Server, corrections: Path, proxy_trained_run: Path, make_train_cfg
+) -> None:
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    from emnist_lightning.training.run import build_run, train
+
+    context, page, _ = _open(browser, server)
+    assert list(corrections.glob("*.json")) == []  # nothing stored without the click
+    with page.expect_response(lambda r: r.url.endswith("/predict")) as answer:
+        _draw_bar_with_mouse(page)
+    seen = answer.value.json()["input"]
+    _wait_for_prediction(page)
+    assert list(corrections.glob("*.json")) == []
+    page.fill("#truth", "7")
+    page.click("#correct button[type=submit]")
+    expect(page.locator("#status")).to_have_text(re.compile("^Saved as 7"), timeout=30_000)
+    (record,) = corrections.glob("*.json")
+    saved = json.loads(record.read_text())
+    assert saved["character"] == "7"
+    (stroke,) = saved["strokes"]
+    assert len(stroke) > 10 and all(len(p) == 2 for p in stroke)
+    stored = Image.open(record.with_suffix(".png"))
+    seen_pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(seen))))
+    assert np.array_equal(np.asarray(stored), seen_pixels)
+    assert Image.open(record.with_name(record.stem + ".drawing.png")).size == (280, 280)
+    context.close()
+
+    # A fine-tune from the served model on EMNIST plus that correction.
+    base = proxy_trained_run / "checkpoints" / "last.ckpt"
+    overrides = (
+        "model=bn_cnn",
+        "model.net.widths=[16,32]",
+        f"init_from={base}",
+        f"data.extra=[{corrections}]",
+        "data.extra_repeat=2",
+        "trainer.max_epochs=1",
+        "test=false",
+        "logger=none",
+    )
+    run = build_run(make_train_cfg(*overrides))
+    run.datamodule.setup("fit")
+    images, labels = run.datamodule._train
+    assert [
+        run.datamodule.characters[int(labels[i])] for i in run.datamodule.train_indices[-2:]
+    ] == ["7", "7"]
+    assert np.array_equal(images[-1][0].numpy(), np.asarray(stored))
+    metrics = train(make_train_cfg(*overrides))
+    assert metrics["epochs"] == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import lightning as L
@@ -13,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset, SequentialSampler, Subset
 from torchvision.datasets import EMNIST
 from torchvision.transforms import v2
 
+from emnist_lightning.data.corrections import read_corrections
 from emnist_lightning.data.idx_files import (
     check_label_range,
     check_split_files,
@@ -23,6 +25,8 @@ from emnist_lightning.data.idx_files import (
 from emnist_lightning.data.labels import SplitInfo, split_info, to_upright
 from emnist_lightning.data.sampling import EpochSeededBatchSampler, stratified_split
 from emnist_lightning.errors import ConfigError, DataFilesError, user_errors_unwrapped
+
+log = logging.getLogger(__name__)
 
 
 def load_split(data_dir: str | Path, split: str, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,6 +112,8 @@ class EMNISTDataModule(L.LightningDataModule):
         in_memory: bool = True,
         num_workers: int = 0,
         seed: int = 42,
+        extra: list[str] | tuple[str, ...] = (),
+        extra_repeat: int = 1,
     ) -> None:
         super().__init__()
         self.info: SplitInfo = split_info(split)
@@ -121,6 +127,17 @@ class EMNISTDataModule(L.LightningDataModule):
         self.in_memory = in_memory
         self.num_workers = num_workers
         self.seed = seed
+        # Folders of users' corrections (serve.py corrections_dir) added to the training
+        # images only, each `extra_repeat` times per epoch: a few hundred drawings among a
+        # hundred thousand EMNIST images would otherwise hardly count.
+        self.extra = [str(folder) for folder in extra]
+        self.extra_repeat = extra_repeat
+        if self.extra and not in_memory:
+            raise ConfigError(
+                "data.extra needs data.in_memory=true (the corrections join the in-memory "
+                "training images): drop data.in_memory=false"
+            )
+        self._extra: tuple[torch.Tensor, torch.Tensor] | None = None
         self._train: tuple[torch.Tensor, torch.Tensor] | None = None
         self._test: tuple[torch.Tensor, torch.Tensor] | None = None
         self.train_indices: torch.Tensor | None = None
@@ -159,6 +176,25 @@ class EMNISTDataModule(L.LightningDataModule):
         for train in (True, False) if test else (True,):
             check_split_files(self.data_dir, self.split, train)
             check_label_range(self.data_dir, self.split, train)
+        self.extra_set()
+
+    def extra_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The corrections of every `extra` folder (read and checked once): upright uint8
+        images and class indices."""
+        if self._extra is None:
+            found = [
+                c for folder in self.extra for c in read_corrections(folder, self.info.characters)
+            ]
+            images = (
+                torch.stack([c.image for c in found])
+                if found
+                else torch.empty(0, 1, 28, 28, dtype=torch.uint8)
+            )
+            labels = torch.tensor(
+                [self.info.characters.index(c.character) for c in found], dtype=torch.long
+            )
+            self._extra = (images, labels)
+        return self._extra
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit", "validate") and self._train is None:
@@ -173,8 +209,25 @@ class EMNISTDataModule(L.LightningDataModule):
                     f"({len(self._train[1]):,} in the training split): choose a fraction that "
                     "keeps at least one image of a class on each side, e.g. 0.1"
                 )
+            self._add_extra()
         if stage in (None, "test", "predict") and self._test is None:
             self._test = load_split(self.data_dir, self.split, train=False)
+
+    def _add_extra(self) -> None:
+        """Append the corrections to the training images, `extra_repeat` times each."""
+        images, labels = self.extra_set()
+        if not len(labels):
+            return
+        first = len(self._train[1])
+        self._train = (torch.cat([self._train[0], images]), torch.cat([self._train[1], labels]))
+        added = torch.arange(first, first + len(labels)).repeat(self.extra_repeat)
+        self.train_indices = torch.cat([self.train_indices, added])
+        log.info(
+            "Training on %d corrections from %s (%d times each) beside EMNIST",
+            len(labels),
+            ", ".join(self.extra),
+            self.extra_repeat,
+        )
 
     def test_set(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The whole official test split: upright uint8 images and class indices, in loader

@@ -68,3 +68,16 @@ def check_split_matches(class_names: list[str], split: str) -> None:
             f"the model has {len(class_names)} classes but data.split={split} has "
             f"{info.num_classes}: set data.split to the split it was trained on"
         )
+
+
+def class_of_character(character: str, class_names: tuple[str, ...] | list[str]) -> str | None:
+    """The class a typed character belongs to: itself, or for a lowercase letter EMNIST merged
+    into its capital (o, s, z, ...) that capital when the classes have no lowercase of it;
+    None when it is no class of the model."""
+    if len(character) != 1:
+        return None
+    if character in class_names:
+        return character
+    if character in MERGED_LOWERCASE and character.upper() in class_names:
+        return character.upper()
+    return None

@@ -17,12 +17,15 @@ from emnist_lightning.inference.model_files import (
 )
 from emnist_lightning.json_input import JSONInputError, parse_json
 from emnist_lightning.models.card import ModelCard, check_class_names
+from emnist_lightning.models.look_alikes import Pair
 
 
 class Predictor(Protocol):
     """Maps upright (B, 1, 28, 28) images in [0, 1] to class probabilities."""
 
     class_names: list[str]
+    # Pairs of classes the model mixes up (its card's; none for files written before).
+    look_alikes: tuple[Pair, ...]
 
     def probabilities(self, images: torch.Tensor) -> torch.Tensor: ...
 
@@ -46,20 +49,29 @@ class TorchPredictor:
         loaded.model.to(self.device)
         self.loaded = loaded
         self.class_names = list(loaded.card.class_names)
+        self.look_alikes = loaded.card.look_alikes
 
     @torch.inference_mode()
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         return self.loaded.model(images.to(self.device)).softmax(dim=1).cpu()
 
 
+def onnx_card(metadata: dict[str, str], path: Path) -> ModelCard | None:
+    """The model card in an ONNX export's metadata (None for exports written before cards)."""
+    if ONNX_CARD_KEY not in metadata:
+        return None
+    try:
+        data = parse_json(metadata[ONNX_CARD_KEY], MAX_JSON_BYTES)
+    except JSONInputError as exc:
+        raise ModelFileError(f"{path}: its model_card metadata is {exc}") from None
+    return ModelCard.from_dict(data, str(path))
+
+
 def onnx_class_names(metadata: dict[str, str], path: Path) -> list[str]:
     """The class characters in an ONNX export's metadata (its card, or pre-card class_names)."""
-    if ONNX_CARD_KEY in metadata:
-        try:
-            data = parse_json(metadata[ONNX_CARD_KEY], MAX_JSON_BYTES)
-        except JSONInputError as exc:
-            raise ModelFileError(f"{path}: its model_card metadata is {exc}") from None
-        return list(ModelCard.from_dict(data, str(path)).class_names)
+    card = onnx_card(metadata, path)
+    if card is not None:
+        return list(card.class_names)
     if "class_names" in metadata:
         try:
             names = parse_json(metadata["class_names"], MAX_JSON_BYTES)
@@ -90,6 +102,8 @@ class OnnxPredictor:
             ) from None
         metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         self.class_names = onnx_class_names(metadata, path)
+        card = onnx_card(metadata, path)
+        self.look_alikes = card.look_alikes if card is not None else ()
         self.input_name = self.session.get_inputs()[0].name
         # NaN or infinite weights turn any input, a blank one too, into NaN outputs.
         if not self.probabilities(torch.zeros(1, 1, 28, 28)).isfinite().all():

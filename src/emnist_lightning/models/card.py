@@ -19,12 +19,14 @@ from torch import nn
 
 from emnist_lightning.data.labels import SPLITS
 from emnist_lightning.errors import ModelFileError
+from emnist_lightning.models.look_alikes import MAX_PAIRS, Pair
 from emnist_lightning.models.nets import LEGACY_NET_PATHS, NETS, check_net
 from emnist_lightning.models.value_checks import Check, number, one_of, whole
 
 # 2 added test_time_shift (files without it read as 0; cards without shifts are written as 1);
-# 3 added orientation "transposed" (weights in the seed script's layout, models/seed_layout.py).
-FORMAT_VERSION = 3
+# 3 added orientation "transposed" (weights in the seed script's layout, models/seed_layout.py);
+# 4 added look_alikes (files without it read as none; cards without them keep 1 to 3).
+FORMAT_VERSION = 4
 IMAGE_SIZE = 28
 # Test-time augmentation: at most this many pixels of shift (a bigger one moves strokes out).
 MAX_TEST_TIME_SHIFT = 3
@@ -57,6 +59,27 @@ def check_class_names(value: Any, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def check_look_alikes(value: Any, class_names: tuple[str, ...], where: str) -> tuple[Pair, ...]:
+    """Look-alike pairs read from `where`: up to MAX_PAIRS pairs of two different classes."""
+    known = set(class_names)
+    if (
+        isinstance(value, (list, tuple))
+        and len(value) <= MAX_PAIRS
+        and all(
+            isinstance(pair, (list, tuple))
+            and len(pair) == 2
+            and all(isinstance(c, str) and c in known for c in pair)
+            and pair[0] != pair[1]
+            for pair in value
+        )
+    ):
+        return tuple((pair[0], pair[1]) for pair in value)
+    raise ModelFileError(
+        f"{where}: field look_alikes must be a list of up to {MAX_PAIRS} pairs of two "
+        "different class characters"
+    )
+
+
 def _field(data: Mapping[str, Any], key: str, check: Check, where: str) -> Any:
     if key not in data:
         raise ModelFileError(f"{where}: field {key} is missing")
@@ -87,6 +110,9 @@ class ModelCard:
     foreground: str = FOREGROUND
     # > 0: predictions average the image and four copies shifted by this many pixels.
     test_time_shift: int = 0
+    # Pairs of classes the model mixed up on its validation images (models/look_alikes.py):
+    # a fact about the trained weights, so resuming or fine-tuning ignores it.
+    look_alikes: tuple[Pair, ...] = ()
 
     @property
     def num_classes(self) -> int:
@@ -95,6 +121,8 @@ class ModelCard:
     @property
     def format_version(self) -> int:
         """The oldest format that holds what this card uses, so older releases still read it."""
+        if self.look_alikes:
+            return 4
         if self.orientation != ORIENTATION:
             return 3
         return 2 if self.test_time_shift else 1
@@ -113,6 +141,7 @@ class ModelCard:
             "orientation": self.orientation,
             "foreground": self.foreground,
             **({"test_time_shift": self.test_time_shift} if self.test_time_shift else {}),
+            **({"look_alikes": [list(p) for p in self.look_alikes]} if self.look_alikes else {}),
         }
 
     @classmethod
@@ -128,7 +157,7 @@ class ModelCard:
             )
         known = {
             "format_version", "net", "net_params", "class_names", "input_mean", "input_std",
-            "split", "image_size", "orientation", "foreground", "test_time_shift",
+            "split", "image_size", "orientation", "foreground", "test_time_shift", "look_alikes",
         }  # fmt: skip
         unknown = sorted(str(k)[:40] for k in data if k not in known)
         if unknown:
@@ -137,10 +166,11 @@ class ModelCard:
         split = data.get("split")
         if split is not None:
             split = _field(data, "split", _SPLIT, where)
+        class_names = check_class_names(data.get("class_names"), where)
         return cls(
             net=name,
             net_params=params,
-            class_names=check_class_names(data.get("class_names"), where),
+            class_names=class_names,
             input_mean=_field(data, "input_mean", INPUT_MEAN, where),
             input_std=_field(data, "input_std", INPUT_STD, where),
             split=split,
@@ -150,6 +180,7 @@ class ModelCard:
             test_time_shift=_field(
                 {"test_time_shift": 0, **data}, "test_time_shift", TEST_TIME_SHIFT, where
             ),
+            look_alikes=check_look_alikes(data.get("look_alikes", []), class_names, where),
         )
 
     @classmethod
@@ -203,6 +234,8 @@ class ModelCard:
         theirs = {"test_time_shift": 0, **other.to_dict()}
         diffs = []
         for key in mine:
+            if key == "look_alikes":
+                continue  # measured on the weights, not a property of the model's shape
             if key == "net_params":
                 for name in sorted(set(mine[key]) | set(theirs[key])):
                     a, b = mine[key].get(name), theirs[key].get(name)

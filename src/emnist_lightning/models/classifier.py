@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 from collections.abc import Mapping
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassConfusionMatrix
 
 from emnist_lightning.data.sampling import unshard
 from emnist_lightning.errors import CheckpointError, ConfigError, ModelFileError
@@ -25,6 +27,7 @@ from emnist_lightning.models.card import (
     TEST_TIME_SHIFT,
     ModelCard,
 )
+from emnist_lightning.models.look_alikes import look_alike_pairs
 from emnist_lightning.models.metrics import classification_metrics
 from emnist_lightning.models.nets import check_net
 
@@ -136,6 +139,8 @@ class CharacterClassifier(L.LightningModule):
         num_classes = self.card.num_classes
         self.val_metrics = classification_metrics(num_classes, "val/")
         self.test_metrics = classification_metrics(num_classes, "test/")
+        # Counts of the current validation pass: its mix-ups become the card's look-alikes.
+        self.val_confusion = MulticlassConfusionMatrix(num_classes)
         # Persistent, so the best validation accuracy survives a resume from checkpoint.
         self.register_buffer("best_val_acc", torch.tensor(0.0))
         # log class frequencies of the training data, for the logit-adjusted loss.
@@ -205,12 +210,20 @@ class CharacterClassifier(L.LightningModule):
         self.log_dict(metrics, on_epoch=True, prog_bar=stage == "val")
         return logits
 
+    def on_validation_epoch_start(self) -> None:
+        self.val_confusion.reset()
+
     def validation_step(self, batch, batch_idx: int) -> None:
-        self._evaluate(batch, self.val_metrics, "val")
+        logits = self._evaluate(batch, self.val_metrics, "val")
+        self.val_confusion.update(logits, batch[1])
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
             return
+        # Before the checkpoint callback saves this epoch: each checkpoint carries the
+        # look-alikes of its own weights (gathered from every process under DDP).
+        pairs = look_alike_pairs(self.val_confusion.compute().cpu(), self.class_names)
+        self.card = dataclasses.replace(self.card, look_alikes=pairs)
         acc = self.trainer.callback_metrics.get("val/acc")
         if acc is not None:
             self.best_val_acc = torch.maximum(self.best_val_acc, acc.to(self.best_val_acc))
@@ -276,6 +289,8 @@ class CharacterClassifier(L.LightningModule):
         model cards kept the net's weights under `net.`."""
         if CHECKPOINT_CARD_KEY not in checkpoint:
             upgrade_legacy_state_dict(checkpoint["state_dict"])
+        else:
+            self.take_look_alikes(checkpoint)
         saved = checkpoint.get(RANDOM_STATES_KEY)
         if saved is not None:
             try:
@@ -285,6 +300,13 @@ class CharacterClassifier(L.LightningModule):
                     f"the checkpoint's random states are damaged ({type(exc).__name__}): "
                     "resume from another checkpoint"
                 ) from None
+
+    def take_look_alikes(self, checkpoint: dict[str, Any]) -> None:
+        """The loaded weights' look-alikes (the test pass and the exported card then describe
+        the best checkpoint, not the last validation pass)."""
+        saved = ModelCard.from_dict(checkpoint[CHECKPOINT_CARD_KEY], "the checkpoint")
+        if saved.class_names == self.card.class_names:
+            self.card = dataclasses.replace(self.card, look_alikes=saved.look_alikes)
 
 
 def _check_warm_up(pct_start: float, total_steps: Any) -> None:

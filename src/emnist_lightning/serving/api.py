@@ -22,6 +22,7 @@ from PIL import Image
 
 from emnist_lightning.inference.predictors import load_predictor, top_k
 from emnist_lightning.inference.preprocess import IMAGE_SIZE
+from emnist_lightning.models.look_alikes import look_alikes_to_offer
 from emnist_lightning.serving.lifecycle import Heartbeats, die_with_parent
 from emnist_lightning.serving.metrics import BATCH
 
@@ -119,6 +120,8 @@ class CharacterAPI(ls.LitAPI):
             "prediction": top[0]["character"],
             "probability": top[0]["probability"],
             "top": top,
+            # Look-alikes among the top candidates, to put to the user ("O or 0?"); [] if none.
+            "look_alikes": look_alikes_to_offer(best, self.predictor.look_alikes),
             "input": png_base64(image),
             "batch_size": batch_size,
         }

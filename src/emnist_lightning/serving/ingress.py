@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 import torch
 from PIL import Image, UnidentifiedImageError
-from starlette.datastructures import Headers, UploadFile
+from starlette.datastructures import FormData, Headers, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
@@ -121,22 +121,32 @@ def image_from_json(body: bytes) -> bytes:
         raise RequestError(400, '"image" is not valid base64: encode the file\'s bytes') from None
 
 
-async def image_from_multipart(scope: Scope, body: bytes) -> bytes:
+async def read_form(scope: Scope, body: bytes, how_to_send: str = HOW_TO_SEND) -> FormData:
+    """A multipart body already read (and size-checked) as a form; the caller closes it."""
+
     async def replay() -> Message:
         return {"type": "http.request", "body": body, "more_body": False}
 
     try:
-        form = await Request(scope, replay).form(max_files=1, max_fields=10)
+        return await Request(scope, replay).form(max_files=1, max_fields=10)
     except (MultiPartException, HTTPException) as exc:
         # Starlette raises HTTPException instead inside an app (a real server), whose
         # error middleware would answer 500 with a traceback in the log.
         reason = exc.message if isinstance(exc, MultiPartException) else exc.detail
-        raise RequestError(400, f"unreadable multipart body ({reason}): {HOW_TO_SEND}") from None
+        raise RequestError(400, f"unreadable multipart body ({reason}): {how_to_send}") from None
+
+
+async def form_image(form: FormData, how_to_send: str = HOW_TO_SEND) -> bytes:
+    upload = form.get(FIELD)
+    if not isinstance(upload, UploadFile):
+        raise RequestError(400, f"no file field 'image' in the form: {how_to_send}")
+    return await upload.read()
+
+
+async def image_from_multipart(scope: Scope, body: bytes) -> bytes:
+    form = await read_form(scope, body)
     try:
-        upload = form.get(FIELD)
-        if not isinstance(upload, UploadFile):
-            raise RequestError(400, f"no file field 'image' in the form: {HOW_TO_SEND}")
-        return await upload.read()
+        return await form_image(form)
     finally:
         await form.close()
 

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 
 from emnist_lightning.config_checks import validate_config
 from emnist_lightning.errors import ConfigError
-from emnist_lightning.inference.predictors import load_predictor
+from emnist_lightning.inference.predictors import Predictor, load_predictor
 from emnist_lightning.inference.which_model import announce_model
 
 API_PATH = "/predict"
@@ -92,16 +92,46 @@ def describe_predict_route(app: Any) -> None:
             route.summary = "Recognise the character in one image"
             route.description = (
                 'One image as multipart field `image` or JSON `{"image": "<base64>"}`. Returns '
-                "`prediction`, `probability`, `top` (the k best characters), `input` (the 28x28 "
-                "image the model saw, base64 PNG) and `batch_size` (requests predicted together)."
+                "`prediction`, `probability`, `top` (the k best characters), `look_alikes` (the "
+                "top candidates the model's writers drew alike, to ask the user about, or []), "
+                "`input` (the 28x28 image the model saw, base64 PNG) and `batch_size` (requests "
+                "predicted together)."
             )
             route.openapi_extra = openapi_request_body()
 
 
-def page_info(model_path: Path, class_names: list[str], top_k: int) -> dict[str, Any]:
-    """What GET /info tells the page (under `model`): the model file, its classes and how many
-    characters each answer ranks, so the page shows `top_k=3` or a digits model as it is."""
-    return {"model": str(model_path), "classes": class_names, "top_k": min(top_k, len(class_names))}
+def page_info(
+    model_path: Path, predictor: Predictor, top_k: int, corrections: bool
+) -> dict[str, Any]:
+    """What GET /info tells the page (under `model`): the model file, its classes, how many
+    characters each answer ranks (so the page shows `top_k=3` or a digits model as it is), the
+    pairs its writers draw alike and whether corrections are collected."""
+    class_names = list(predictor.class_names)
+    return {
+        "model": str(model_path),
+        "classes": class_names,
+        "top_k": min(top_k, len(class_names)),
+        "look_alikes": [list(pair) for pair in predictor.look_alikes],
+        "corrections": corrections,
+    }
+
+
+def corrections_folder(cfg: DictConfig) -> Path | None:
+    """The folder corrections go to (None: off), checked writable before the server starts."""
+    if not cfg.corrections_dir:
+        return None
+    folder = Path(str(cfg.corrections_dir)).expanduser().resolve()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write_probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"corrections_dir={cfg.corrections_dir} is not a writable folder ({exc.strerror}): "
+            "pass another folder, or corrections_dir=null to turn corrections off"
+        ) from None
+    return folder
 
 
 def exposure_middlewares(
@@ -124,13 +154,14 @@ def exposure_middlewares(
 def build_server(
     cfg: DictConfig,
     model_path: Path,
-    class_names: list[str],
+    predictor: Predictor,
     api_key: str | None = None,
     metrics_folder: str | None = None,
 ) -> Any:
     """The LitServer: batching inference workers behind the image ingress, the page at /;
     behind an API-key gate when `api_key` is set, with /metrics when `metrics_folder` is."""
     from emnist_lightning.serving.api import CharacterAPI, default_threads
+    from emnist_lightning.serving.corrections import CorrectionSettings, add_correction_route
     from emnist_lightning.serving.ingress import ImageIngress, Limits
     from emnist_lightning.serving.lifecycle import Heartbeats, LifecycleServer
 
@@ -152,18 +183,26 @@ def build_server(
         max_pixels=int(float(cfg.max_megapixels) * 1_000_000),
     )
     exposure, loggers = exposure_middlewares(api, api_key, metrics_folder)
+    folder = corrections_folder(cfg)
     server = LifecycleServer(
         api,
         accelerator=cfg.accelerator,
         workers_per_device=int(cfg.workers),
         timeout=float(cfg.request_timeout),
-        model_metadata=page_info(model_path, class_names, int(cfg.top_k)),
+        model_metadata=page_info(model_path, predictor, int(cfg.top_k), folder is not None),
         middlewares=[(ImageIngress, {"path": API_PATH, "limits": limits}), *exposure],
         loggers=loggers,
     )
     api.heartbeats = Heartbeats(len(server._inference_workers_config_for_api(API_PATH)))
     add_page(server.app)
     describe_predict_route(server.app)
+    settings = CorrectionSettings(
+        folder=folder,
+        max_bytes=int(float(cfg.corrections_max_mb) * 1_000_000),
+        class_names=tuple(predictor.class_names),
+        limits=limits,
+    )
+    add_correction_route(server.app, settings)
     return server
 
 
@@ -233,7 +272,7 @@ def serve(cfg: DictConfig) -> None:
     except ImportError:
         raise ConfigError("serving needs LitServe: pip install -e '.[serve]'") from None
     model_path = announce_model(str(cfg.ckpt_path), cfg.train_runs_dir).resolve()
-    class_names = list(load_predictor(model_path).class_names)
+    predictor = load_predictor(model_path)
     check_port_free(cfg.host, int(cfg.port))
     from emnist_lightning.serving.access import configured_api_key
     from emnist_lightning.serving.connections import with_read_timeout
@@ -251,7 +290,7 @@ def serve(cfg: DictConfig) -> None:
     main = os.getpid()
     metrics_folder = start_metrics_folder() if cfg.metrics else None
     try:
-        server = build_server(cfg, model_path, class_names, api_key, metrics_folder)
+        server = build_server(cfg, model_path, predictor, api_key, metrics_folder)
         announce_when_ready(local_url(cfg.host, int(cfg.port)), model_path, cfg.host, api_key)
         announce_exposure(local_url(cfg.host, int(cfg.port)), cfg.host, api_key, cfg.metrics)
         stop_on_signals((lambda: stop_logger(server)) if metrics_folder else None)

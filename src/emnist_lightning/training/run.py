@@ -60,6 +60,7 @@ from emnist_lightning.training.callbacks import (
     SeedEachProcess,
 )
 from emnist_lightning.training.checkpoint_io import checkpoint_folder_lock, remove_partial_files
+from emnist_lightning.training.fine_tune import start_from_weights
 from emnist_lightning.training.precision import resolve_precision, runs_on_gpu
 from emnist_lightning.training.resume import check_resume_compatible
 from emnist_lightning.training.tracking import EpochMLFlowLogger, finish_tracking
@@ -235,6 +236,14 @@ def build_run(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) ->
         callbacks = build_callbacks(cfg, extra_callbacks, has_logger=bool(loggers))
     checkpointing = next((cb for cb in callbacks if isinstance(cb, ModelCheckpoint)), None)
     resume_from = resume_checkpoint(cfg)
+    if cfg.get("init_from"):
+        if resume_from is not None:
+            raise ConfigError(
+                "ckpt_path resumes a run and init_from starts a new one from a model's "
+                "weights: pass only one of them"
+            )
+        with user_errors_unwrapped():
+            log.info("Starting from the weights of %s", start_from_weights(model, cfg.init_from))
     if resume_from is not None:
         check_resume_compatible(
             resume_from, model.card, (model.hparams.optimizer or {}).get("_target_")
@@ -322,7 +331,9 @@ def test_best(run: Run) -> dict[str, float]:
     best = best_checkpoint(run)
     if not run.cfg.get("test"):
         if best:
-            run.model.load_state_dict(read_checkpoint(best)["state_dict"])
+            checkpoint = read_checkpoint(best)
+            run.model.load_state_dict(checkpoint["state_dict"])
+            run.model.take_look_alikes(checkpoint)
         return {}
     # verbose=False: the run prints its results once, in write_artifacts' table.
     results = run.trainer.test(
