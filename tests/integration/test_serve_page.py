@@ -72,7 +72,7 @@ def test_the_page_shows_the_served_models_classes_and_top_k(server: Server) -> N
         page.goto(server.url)
         expect(page.locator("#top-title")).to_have_text("Top 3", timeout=30_000)
         expect(page.locator("header p")).to_have_text(
-            "A digit. The model reads it after each stroke."
+            "A digit. The model reads it when you pause after a stroke."
         )
         # Other models' classes, described by the same code the header uses.
         splits = {name: list(info.characters) for name, info in SPLITS.items()}
