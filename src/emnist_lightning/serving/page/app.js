@@ -63,83 +63,7 @@ function segment(from, points) {
 }
 
 function redraw() {
-  async function saveCorrection(event) {
-  event.preventDefault();
-  if (!shown) return;
-  const form = new FormData();
-  form.append("image", shown.image, shown.filename);
-  form.append("character", truthInput.value);
-  form.append("strokes", JSON.stringify(shown.strokes));
-  try {
-    const response = await fetch(CORRECTION_URL, { method: "POST", body: form });
-    const body = await response.json().catch(() => ({}));
-    if (!response.ok) {
-      setStatus(body.detail || `The server answered ${response.status}.`, true);
-      return;
-    }
-    correctForm.hidden = true;
-    setStatus(`Saved as ${body.character}: thank you, the next training can learn from it.`);
-  } catch (error) {
-    setStatus(`Cannot reach the server (${error.message}).`, true);
-  }
-}
-
-// Whole groups of characters a model may know, named; its other classes are listed.
-const CLASS_GROUPS = [
-  ["0123456789", "a digit"],
-  ["ABCDEFGHIJKLMNOPQRSTUVWXYZ", "a capital letter"],
-  ["abcdefghijklmnopqrstuvwxyz", "a small letter"],
-];
-
-// The model's classes as parts of a sentence, each part a list of strings and elements.
-function classParts(classes) {
-  const left = new Set(classes);
-  const parts = [];
-  for (const [members, name] of CLASS_GROUPS) {
-    if ([...members].every((c) => left.has(c))) {
-      parts.push([name]);
-      for (const c of members) left.delete(c);
-    }
-  }
-  // EMNIST's letters split files both cases under the small letters: "a letter".
-  if (parts.length === 1 && parts[0][0] === "a small letter" && !left.size) parts[0][0] = "a letter";
-  const rest = classes.filter((c) => left.has(c));
-  if (rest.length) {
-    const listed = document.createElement("span");
-    listed.className = "mono";
-    listed.textContent = rest.join(" ");
-    parts.push([rest.length > 1 ? "one of " : "", listed]);
-  }
-  return parts;
-}
-
-// "A digit, a capital letter or one of a b d e f g h n q r t"
-function classSentence(classes) {
-  const items = [];
-  classParts(classes).forEach((part, index, parts) => {
-    if (index > 0) items.push(index === parts.length - 1 ? " or " : ", ");
-    items.push(...part);
-  });
-  if (typeof items[0] === "string") items[0] = items[0].charAt(0).toUpperCase() + items[0].slice(1);
-  return items;
-}
-
-async function readInfo() {
-  try {
-    const response = await fetch(INFO_URL);
-    const model = response.ok ? (await response.json()).model : null;
-    if (!model || !Array.isArray(model.classes)) return;
-    topTitle.textContent = `Top ${model.top_k}`;
-    classesEl.replaceChildren(...classSentence(model.classes));
-    correctionsOn = model.corrections === true;
-  } catch {
-    // The page still reads drawings without it; the header stays generic, corrections off.
-  }
-}
-
-correctForm.addEventListener("submit", saveCorrection);
-resetCanvas();
-readInfo();
+  resetCanvas();
   for (const stroke of strokes) {
     dot(stroke[0]);
     if (stroke.length > 1) segment(stroke[0], stroke.slice(1));
@@ -278,7 +202,28 @@ function clearAll() {
   cancelPending();
   strokes = [];
   undoButton.disabled = true;
-  async function saveCorrection(event) {
+  resetCanvas();
+  clearResult();
+  fileInput.value = "";
+  setStatus("Cleared. Draw with the mouse, a finger or a pen.");
+}
+
+function undoStroke() {
+  if (drawing || !strokes.length) return;
+  cancelPending();
+  strokes.pop();
+  undoButton.disabled = !strokes.length;
+  redraw();
+  clearResult();
+  if (strokes.length) {
+    setStatus("Removed the last stroke.");
+    predictDrawing();
+  } else {
+    setStatus("Removed the last stroke. Draw with the mouse, a finger or a pen.");
+  }
+}
+
+async function saveCorrection(event) {
   event.preventDefault();
   if (!shown) return;
   const form = new FormData();
@@ -298,7 +243,6 @@ function clearAll() {
     setStatus(`Cannot reach the server (${error.message}).`, true);
   }
 }
-
 // Whole groups of characters a model may know, named; its other classes are listed.
 const CLASS_GROUPS = [
   ["0123456789", "a digit"],
@@ -349,29 +293,6 @@ async function readInfo() {
     correctionsOn = model.corrections === true;
   } catch {
     // The page still reads drawings without it; the header stays generic, corrections off.
-  }
-}
-
-correctForm.addEventListener("submit", saveCorrection);
-resetCanvas();
-readInfo();
-  clearResult();
-  fileInput.value = "";
-  setStatus("Cleared. Draw with the mouse, a finger or a pen.");
-}
-
-function undoStroke() {
-  if (drawing || !strokes.length) return;
-  cancelPending();
-  strokes.pop();
-  undoButton.disabled = !strokes.length;
-  redraw();
-  clearResult();
-  if (strokes.length) {
-    setStatus("Removed the last stroke.");
-    predictDrawing();
-  } else {
-    setStatus("Removed the last stroke. Draw with the mouse, a finger or a pen.");
   }
 }
 
@@ -413,7 +334,8 @@ undoButton.addEventListener("click", undoStroke);
 clearButton.addEventListener("click", clearAll);
 document.addEventListener("keydown", (event) => {
   if (event.key === "Escape") clearAll();
-  if ((event.ctrlKey || event.metaKey) && event.key === "z" && !(event.target instanceof HTMLInputElement)) {
+  const typing = event.target instanceof HTMLInputElement;
+  if ((event.ctrlKey || event.metaKey) && event.key === "z" && !typing) {
     event.preventDefault();
     undoStroke();
   }
@@ -425,159 +347,9 @@ fileInput.addEventListener("change", () => {
   cancelPending();
   strokes = [];
   undoButton.disabled = true;
-  async function saveCorrection(event) {
-  event.preventDefault();
-  if (!shown) return;
-  const form = new FormData();
-  form.append("image", shown.image, shown.filename);
-  form.append("character", truthInput.value);
-  form.append("strokes", JSON.stringify(shown.strokes));
-  try {
-    const response = await fetch(CORRECTION_URL, { method: "POST", body: form });
-    const body = await response.json().catch(() => ({}));
-    if (!response.ok) {
-      setStatus(body.detail || `The server answered ${response.status}.`, true);
-      return;
-    }
-    correctForm.hidden = true;
-    setStatus(`Saved as ${body.character}: thank you, the next training can learn from it.`);
-  } catch (error) {
-    setStatus(`Cannot reach the server (${error.message}).`, true);
-  }
-}
-
-// Whole groups of characters a model may know, named; its other classes are listed.
-const CLASS_GROUPS = [
-  ["0123456789", "a digit"],
-  ["ABCDEFGHIJKLMNOPQRSTUVWXYZ", "a capital letter"],
-  ["abcdefghijklmnopqrstuvwxyz", "a small letter"],
-];
-
-// The model's classes as parts of a sentence, each part a list of strings and elements.
-function classParts(classes) {
-  const left = new Set(classes);
-  const parts = [];
-  for (const [members, name] of CLASS_GROUPS) {
-    if ([...members].every((c) => left.has(c))) {
-      parts.push([name]);
-      for (const c of members) left.delete(c);
-    }
-  }
-  // EMNIST's letters split files both cases under the small letters: "a letter".
-  if (parts.length === 1 && parts[0][0] === "a small letter" && !left.size) parts[0][0] = "a letter";
-  const rest = classes.filter((c) => left.has(c));
-  if (rest.length) {
-    const listed = document.createElement("span");
-    listed.className = "mono";
-    listed.textContent = rest.join(" ");
-    parts.push([rest.length > 1 ? "one of " : "", listed]);
-  }
-  return parts;
-}
-
-// "A digit, a capital letter or one of a b d e f g h n q r t"
-function classSentence(classes) {
-  const items = [];
-  classParts(classes).forEach((part, index, parts) => {
-    if (index > 0) items.push(index === parts.length - 1 ? " or " : ", ");
-    items.push(...part);
-  });
-  if (typeof items[0] === "string") items[0] = items[0].charAt(0).toUpperCase() + items[0].slice(1);
-  return items;
-}
-
-async function readInfo() {
-  try {
-    const response = await fetch(INFO_URL);
-    const model = response.ok ? (await response.json()).model : null;
-    if (!model || !Array.isArray(model.classes)) return;
-    topTitle.textContent = `Top ${model.top_k}`;
-    classesEl.replaceChildren(...classSentence(model.classes));
-    correctionsOn = model.corrections === true;
-  } catch {
-    // The page still reads drawings without it; the header stays generic, corrections off.
-  }
-}
-
-correctForm.addEventListener("submit", saveCorrection);
-resetCanvas();
-readInfo();
+  resetCanvas();
   send(file, file.name, file.name);
 });
-
-async function saveCorrection(event) {
-  event.preventDefault();
-  if (!shown) return;
-  const form = new FormData();
-  form.append("image", shown.image, shown.filename);
-  form.append("character", truthInput.value);
-  form.append("strokes", JSON.stringify(shown.strokes));
-  try {
-    const response = await fetch(CORRECTION_URL, { method: "POST", body: form });
-    const body = await response.json().catch(() => ({}));
-    if (!response.ok) {
-      setStatus(body.detail || `The server answered ${response.status}.`, true);
-      return;
-    }
-    correctForm.hidden = true;
-    setStatus(`Saved as ${body.character}: thank you, the next training can learn from it.`);
-  } catch (error) {
-    setStatus(`Cannot reach the server (${error.message}).`, true);
-  }
-}
-
-// Whole groups of characters a model may know, named; its other classes are listed.
-const CLASS_GROUPS = [
-  ["0123456789", "a digit"],
-  ["ABCDEFGHIJKLMNOPQRSTUVWXYZ", "a capital letter"],
-  ["abcdefghijklmnopqrstuvwxyz", "a small letter"],
-];
-
-// The model's classes as parts of a sentence, each part a list of strings and elements.
-function classParts(classes) {
-  const left = new Set(classes);
-  const parts = [];
-  for (const [members, name] of CLASS_GROUPS) {
-    if ([...members].every((c) => left.has(c))) {
-      parts.push([name]);
-      for (const c of members) left.delete(c);
-    }
-  }
-  // EMNIST's letters split files both cases under the small letters: "a letter".
-  if (parts.length === 1 && parts[0][0] === "a small letter" && !left.size) parts[0][0] = "a letter";
-  const rest = classes.filter((c) => left.has(c));
-  if (rest.length) {
-    const listed = document.createElement("span");
-    listed.className = "mono";
-    listed.textContent = rest.join(" ");
-    parts.push([rest.length > 1 ? "one of " : "", listed]);
-  }
-  return parts;
-}
-
-// "A digit, a capital letter or one of a b d e f g h n q r t"
-function classSentence(classes) {
-  const items = [];
-  classParts(classes).forEach((part, index, parts) => {
-    if (index > 0) items.push(index === parts.length - 1 ? " or " : ", ");
-    items.push(...part);
-  });
-  if (typeof items[0] === "string") items[0] = items[0].charAt(0).toUpperCase() + items[0].slice(1);
-  return items;
-}
-
-async function readInfo() {
-  try {
-    const response = await fetch(INFO_URL);
-    const model = response.ok ? (await response.json()).model : null;
-    if (!model || !Array.isArray(model.classes)) return;
-    topTitle.textContent = `Top ${model.top_k}`;
-    classesEl.replaceChildren(...classSentence(model.classes));
-    correctionsOn = model.corrections === true;
-  } catch {
-    // The page still reads drawings without it; the header stays generic, corrections off.
-  }
-}
 
 correctForm.addEventListener("submit", saveCorrection);
 resetCanvas();
