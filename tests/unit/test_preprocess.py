@@ -258,3 +258,32 @@ def test_predicting_a_folder_with_a_decompression_bomb_reports_it_and_predicts_t
         "which guards against decompression bombs): crop or shrink it to the character"
     ]
     assert f"{folder / 'a.png'}: '" in out and f"{folder / 'seven.tif'}: '" in out
+
+
+def _emnist_like(top: int = 2) -> np.ndarray:
+    pixels = np.zeros((28, 28), dtype=np.float32)
+    pixels[top : top + 24, 11:16] = np.linspace(0.3, 1.0, 5, dtype=np.float32)
+    return pixels
+
+
+def test_an_image_already_in_emnist_form_passes_through_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "emnist.png"
+    Image.fromarray((_emnist_like() * 255).round().astype(np.uint8)).save(path)
+    frame = load_character(path)
+    expected = torch.from_numpy(np.asarray(Image.open(path), dtype=np.float32) / 255)
+    assert torch.equal(frame[0], expected)
+
+
+@pytest.mark.parametrize(
+    "pixels",
+    [
+        _emnist_like(top=0),  # off-centre by 2 pixels
+        1.0 - _emnist_like(),  # dark ink on light paper
+        np.pad(_emnist_like(), 2),  # 32x32
+    ],
+    ids=["off-centre", "dark-on-light", "not 28x28"],
+)
+def test_other_small_images_are_redrawn(pixels: np.ndarray) -> None:
+    frame = to_emnist_frame(pixels)
+    assert frame.shape == (1, 28, 28)
+    assert not torch.equal(frame[0], torch.from_numpy(_emnist_like()))
