@@ -10,11 +10,11 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-from emnist_lightning.tuning.results import EXPERIMENT_NAME, write_all
-from emnist_lightning.tuning.search_space import parse_search_space
-from emnist_lightning.tuning.storage import open_storage
-from emnist_lightning.tuning.study import OVERRIDES_ATTR
+from emnist_lightning.tuning.results import EXPERIMENT_NAME, write_sweep_results
 from helpers.configs import CONF_DIR
+from hydra_plugins.optuna_pruning_sweeper._search_space import parse_search_space
+from hydra_plugins.optuna_pruning_sweeper._storage import open_storage
+from hydra_plugins.optuna_pruning_sweeper.trial import OVERRIDES_ATTR
 
 # The sweep the honest worker runs: its command line.
 SWEEP_ARGUMENTS = [
@@ -76,10 +76,10 @@ def plant_trials(storage: optuna.storages.BaseStorage | str, study_name: str, vi
 
 def write_tuned(storage_spec: str, study_name: str, sweep_dir: Path) -> Path:
     """What an honest worker of the sweep writes from the study (every result file)."""
-    space, fixed = parse_search_space({}, SWEEP_ARGUMENTS)
-    assert fixed == HONEST_FIXED
+    search = parse_search_space({}, SWEEP_ARGUMENTS)
+    assert search.fixed == HONEST_FIXED
     study = optuna.load_study(study_name=study_name, storage=open_storage(storage_spec))
-    experiment = write_all(study, sweep_dir, storage_spec, space, fixed, plots=False)
+    experiment = write_sweep_results(study, sweep_dir, False, None, search)
     assert experiment == sweep_dir / "experiment" / f"{EXPERIMENT_NAME}.yaml"
     return experiment
 

@@ -202,7 +202,7 @@ def test_two_workers_share_one_study_without_losing_or_repeating_trials(
         "hydra.sweeper.n_trials=6",
         "hydra.sweeper.pruner=none",
         "trainer.max_epochs=1",
-        "hydra.sweeper.plots=false",
+        "plots=false",
     )
     workers = [
         subprocess.Popen(
@@ -258,7 +258,7 @@ def test_a_planted_trial_in_the_sweeps_journal_never_reaches_the_retrain(
     from helpers.planted_trial import plant_trials, targets
     from omegaconf import OmegaConf
 
-    from emnist_lightning.tuning.storage import open_storage
+    from hydra_plugins.optuna_pruning_sweeper._storage import open_storage
 
     sweep = tmp_path / "tune" / "shared"
     sweep.mkdir(parents=True)
@@ -293,3 +293,37 @@ def test_a_planted_trial_in_the_sweeps_journal_never_reaches_the_retrain(
     resolved = yaml.safe_load((run / "config_resolved.yaml").read_text())
     assert "evil" not in resolved["callbacks"] and "evil" not in (resolved.get("logger") or {})
     assert not any(t.startswith("os.") for t in targets(OmegaConf.create(resolved)))
+
+
+def test_a_multi_objective_sweep_writes_its_pareto_front_and_a_picked_trials_experiment(
+    sweep_data, tmp_path
+) -> None:
+    """Accuracy against model size: no single best trial, so the user picks one."""
+    cmd = _tune_cmd(
+        sweep_data,
+        tmp_path,
+        "hydra.sweeper.study_name=pareto",
+        "trainer.max_epochs=1",
+        "objective=[val/acc_best,params]",
+        "hydra.sweeper.direction=[maximize,minimize]",
+    )
+    result = _run(cmd)
+    output = result.stdout + result.stderr
+    sweep = tmp_path / "tune" / "pareto"
+    assert "Pruning does not apply to several objectives" in output  # the default pruner
+    summary = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert summary["direction"] == ["maximize", "minimize"]
+    solutions = summary["solutions"]
+    assert solutions and all(len(s["values"]) == 2 for s in solutions)
+    rows = {int(r["number"]): r for r in _trials(sweep)}
+    for s in solutions:  # values are the trial's accuracy and its parameter count
+        assert float(rows[s["number"]]["value_1"]) == s["values"][1] > 1000
+    assert (sweep / "pareto_front.png").stat().st_size > 1000
+    assert not (sweep / "experiment").exists() and "pick=<trial>" in output
+
+    picked = solutions[-1]["number"]
+    again = _run([*cmd, f"pick={picked}"])  # the study is complete: only the pick is written
+    assert "Trial " not in again.stdout + again.stderr
+    tuned = yaml.safe_load((sweep / "experiment" / "tuned.yaml").read_text())
+    assert tuned["model"]["lr"] == pytest.approx(solutions[-1]["params"]["model.lr"])
+    assert f"Trial {picked} of study 'pareto'" in (sweep / "experiment" / "tuned.yaml").read_text()

@@ -23,8 +23,8 @@ import pytest
 from helpers.postgres_server import PostgresServer, PostgresUnavailable, start_postgres
 
 from emnist_lightning.tuning.objective import available_cpus
-from emnist_lightning.tuning.storage import open_storage
-from emnist_lightning.tuning.study import OVER_BUDGET_ATTR, WORKER_ATTR
+from hydra_plugins.optuna_pruning_sweeper._storage import open_storage
+from hydra_plugins.optuna_pruning_sweeper._study import OVER_BUDGET_ATTR, WORKER_ATTR
 
 REPO = Path(__file__).resolve().parents[2]
 SEED_PARAMS = ("model.lr", "model.net.dropout", "model.net.fc1_neurons", "data.batch_size")
@@ -53,7 +53,7 @@ def _tune_cmd(data: Path, log_dir: Path, *overrides: str) -> list[str]:
         f"data.data_dir={data}",
         "data.download=false",
         f"paths.log_dir={log_dir}",
-        "hydra.sweeper.plots=false",
+        "plots=false",
         "hydra/sweeper/pruner=none",
         *overrides,
     ]

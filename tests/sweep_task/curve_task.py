@@ -1,7 +1,7 @@
 """A training-free trial: a learning curve in x reported per "epoch", so the pruner can act.
 
-It goes through the real task-side code (emnist_lightning.tuning.objective.current_trial) to
-find its trial in the study, as tune.py's trials do.
+It finds its trial with the plugin's task helper (hydra_plugins.optuna_pruning_sweeper.trial),
+as tune.py's trials do.
 """
 
 import hydra
@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from emnist_lightning.cli import exit_on_user_error
 from emnist_lightning.errors import DataFilesError
-from emnist_lightning.tuning.objective import current_trial
+from hydra_plugins.optuna_pruning_sweeper.trial import current_trial
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="curve")

@@ -1,10 +1,15 @@
+"""Hydra sweep syntax -> Optuna distributions, with the official Optuna sweeper's semantics."""
+
 import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from emnist_lightning.errors import ConfigError
-from emnist_lightning.tuning.search_space import parse_search_space
-from emnist_lightning.tuning.study import sampler_for_trial
+from hydra_plugins.optuna_pruning_sweeper._errors import SweepConfigError
+from hydra_plugins.optuna_pruning_sweeper._search_space import (
+    create_params_from_overrides,
+    parse_search_space,
+)
+from hydra_plugins.optuna_pruning_sweeper._study import grid_choices, sampler_for_trial
 
 DEFAULT = {
     "model.lr": "tag(log, interval(1e-5, 1e-1))",
@@ -15,22 +20,24 @@ DEFAULT = {
 
 
 def test_default_search_space_maps_to_optuna_distributions() -> None:
-    space, fixed = parse_search_space(DEFAULT, [])
-    assert space["model.lr"] == FloatDistribution(1e-5, 1e-1, log=True)
-    assert space["model.net.dropout"] == FloatDistribution(0.0, 0.8)
-    assert space["model.net.fc1_neurons"] == IntDistribution(32, 512)
-    assert space["data.batch_size"] == CategoricalDistribution([64, 128, 256, 512])
-    assert fixed == []
+    space = parse_search_space(DEFAULT, [])
+    assert space.distributions == {
+        "model.lr": FloatDistribution(1e-5, 1e-1, log=True),
+        "model.net.dropout": FloatDistribution(0.0, 0.8),
+        "model.net.fc1_neurons": IntDistribution(32, 512),
+        "data.batch_size": CategoricalDistribution([64, 128, 256, 512]),
+    }
+    assert space.fixed == []
 
 
 def test_command_line_sweeps_replace_config_ones_and_plain_values_fix_a_key() -> None:
-    space, fixed = parse_search_space(
+    space = parse_search_space(
         DEFAULT,
         ["model.lr=tag(log,interval(1e-4,1e-2))", "data.batch_size=128", "trainer.max_epochs=3"],
     )
-    assert space["model.lr"] == FloatDistribution(1e-4, 1e-2, log=True)
-    assert "data.batch_size" not in space
-    assert fixed == ["data.batch_size=128", "trainer.max_epochs=3"]
+    assert space.distributions["model.lr"] == FloatDistribution(1e-4, 1e-2, log=True)
+    assert "data.batch_size" not in space.distributions
+    assert space.fixed == ["data.batch_size=128", "trainer.max_epochs=3"]
 
 
 def test_nested_params_mirror_the_task_config_and_null_drops_a_key() -> None:
@@ -38,19 +45,68 @@ def test_nested_params_mirror_the_task_config_and_null_drops_a_key() -> None:
         "model": {"lr": "interval(0.1, 0.2)", "net": {"dropout": None}},
         "data.batch_size": "choice(8)",
     }
-    space, _ = parse_search_space(nested, [])
-    assert set(space) == {"model.lr", "data.batch_size"}
+    assert set(parse_search_space(nested, []).distributions) == {"model.lr", "data.batch_size"}
 
 
-def test_range_sweeps_become_stepped_distributions() -> None:
-    space, _ = parse_search_space({"a": "range(1, 10, 2)", "b": "range(0.1, 0.5, 0.1)"}, [])
-    assert space["a"] == IntDistribution(1, 9, step=2)
-    assert space["b"].low == pytest.approx(0.1) and space["b"].high == pytest.approx(0.4)
+@pytest.mark.parametrize(
+    ("sweep", "expected"),
+    [
+        # Both ends, as the official plugin (Optuna's distributions include high).
+        ("range(1,3)", IntDistribution(1, 3)),
+        ("range(1, 10, 2)", IntDistribution(1, 9, step=2)),
+        ("range(0.5, 5.5, step=1)", FloatDistribution(0.5, 5.5, step=1.0)),
+        ("interval(1, 5)", FloatDistribution(1, 5)),  # int(interval(...)) for integers
+        ("tag(log, int(interval(1, 64)))", IntDistribution(1, 64, log=True)),
+        ("choice(true, false)", CategoricalDistribution([True, False])),
+        ("choice('hello', 'world')", CategoricalDistribution(["hello", "world"])),
+    ],
+)
+def test_each_sweep_means_the_set_the_official_plugin_draws_from(sweep, expected) -> None:
+    assert parse_search_space({}, [f"key={sweep}"]).distributions["key"] == expected
 
 
-def test_a_param_that_is_not_a_sweep_is_refused() -> None:
-    with pytest.raises(ConfigError, match="must be a sweep"):
-        parse_search_space({"model.lr": "0.1"}, [])
+def test_shuffled_range_is_a_choice_of_pythons_range() -> None:
+    (distribution,) = parse_search_space({"k": "shuffle(range(1,4))"}, []).distributions.values()
+    assert isinstance(distribution, CategoricalDistribution)
+    assert sorted(distribution.choices) == [1, 2, 3]  # 4 excluded, as range(1, 4)
+
+
+def test_a_plain_param_is_fixed_and_deletions_pass_through_in_order() -> None:
+    space = parse_search_space({"y": 0.5, "x": "interval(0, 1)"}, ["~z", "+w=1", "~v=10"])
+    assert set(space.distributions) == {"x"}
+    assert space.fixed == ["y=0.5", "~z", "+w=1", "~v=10"]
+    assert create_params_from_overrides(["k=choice(1,2)", "y=5", "~z"]) == (
+        {"k": CategoricalDistribution([1, 2])},
+        {"y": "5"},
+        ["~z"],
+    )
+
+
+def test_a_later_fixed_value_replaces_an_earlier_sweep_and_the_reverse() -> None:
+    space = parse_search_space({"x": "interval(0, 1)", "y": 3}, ["x=0.2", "y=choice(1,2)"])
+    assert set(space.distributions) == {"y"} and space.fixed == ["x=0.2"]
+
+
+@pytest.mark.parametrize(
+    ("sweep", "message"),
+    [
+        ("interval(0.5, 0.1)", "`low <= high` must hold"),
+        ("tag(log, interval(0, 1))", "`low > 0` must hold"),
+        ("tag(log, range(1, 5))", "range() takes no log tag"),
+    ],
+)
+def test_bad_ranges_are_one_line_errors(sweep, message) -> None:
+    with pytest.raises(SweepConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_search_space({}, [f"key={sweep}"])
+
+
+def test_the_grid_is_built_as_the_official_plugin_builds_it() -> None:
+    space = parse_search_space(
+        {}, ["x=choice(-1, 1)", "y=range(-1.0, 1.0, step=1)", "n=range(1, 4)"]
+    ).distributions
+    assert grid_choices(space) == {"x": [-1, 1], "y": [-1.0, 0.0], "n": [1, 2, 3]}
+    with pytest.raises(SweepConfigError, match="grid sampler takes only choice"):
+        grid_choices({"lr": FloatDistribution(0.1, 1.0)})
 
 
 def test_sampler_seed_is_offset_by_trial_number_except_for_qmc() -> None:
@@ -61,4 +117,4 @@ def test_sampler_seed_is_offset_by_trial_number_except_for_qmc() -> None:
     assert draw(sampler_for_trial(tpe, 0)) == draw(first)
     assert draw(first) != draw(second)
     qmc = sampler_for_trial({"_target_": "optuna.samplers.QMCSampler", "seed": 42}, 5)
-    assert isinstance(qmc, optuna.samplers.QMCSampler)
+    assert isinstance(qmc, optuna.samplers.QMCSampler) and qmc._seed == 42

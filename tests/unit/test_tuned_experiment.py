@@ -4,12 +4,14 @@ import shlex
 from pathlib import Path
 
 import optuna
+import pytest
 import yaml
 from helpers.configs import CONF_DIR
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from emnist_lightning.tuning.results import best_experiment_yaml, retrain_command
+from emnist_lightning.errors import ConfigError
+from emnist_lightning.tuning.results import best_experiment_yaml, chosen_trial, retrain_command
 
 
 def _trial(params: dict) -> optuna.trial.FrozenTrial:
@@ -66,3 +68,16 @@ def test_deleted_added_and_forced_keys_reach_the_retrain_as_the_trial_ran_them(
     assert OmegaConf.to_container(retrained) == OmegaConf.to_container(ran)
     assert "enable_version_counter" not in retrained.callbacks.model_checkpoint
     assert retrained.trainer.gradient_clip_val == 0.5
+
+
+def test_a_pick_must_be_a_complete_trial_and_several_objectives_need_one() -> None:
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    distributions = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    for x in (0.2, 0.8):
+        study.add_trial(
+            optuna.trial.create_trial(params={"x": x}, distributions=distributions, values=[x, x])
+        )
+    assert chosen_trial(study, None) is None  # no single best of two objectives
+    assert chosen_trial(study, 1).params["x"] == 0.8
+    with pytest.raises(ConfigError, match=r"pick=5 is not a complete trial .* \[0, 1\]"):
+        chosen_trial(study, 5)

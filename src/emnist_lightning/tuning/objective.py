@@ -1,43 +1,25 @@
-"""The task side of a sweep: find this job's trial, size its threads, train with pruning."""
+"""The task side of a sweep: find this job's trial, size its threads, train with pruning and
+return the objective(s) the sweep's directions name."""
 
 from __future__ import annotations
 
 import os
 from typing import Any
 
-import optuna
-from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
-from omegaconf import DictConfig
+from lightning.pytorch.callbacks import Callback
+from omegaconf import DictConfig, ListConfig
 
 from emnist_lightning.errors import ConfigError
-from emnist_lightning.tuning.presets import component_config
-from emnist_lightning.tuning.storage import open_storage, storage_spec
+from hydra_plugins.optuna_pruning_sweeper.trial import current_trial, is_multi_objective
 
 # User attributes the task sets on its trial: how it ran, for trials.csv readers and tests.
 THREADS_ATTR = "torch_threads"
 JOB_PID_ATTR = "job_pid"
-
-
-def current_trial(cfg: DictConfig) -> optuna.Trial | None:
-    """The Optuna trial the sweeper started this job for (None outside a sweep).
-
-    The sweeper passes only the trial number; the storage, study name and pruner come from
-    the sweeper's own config, so any Hydra launcher (in-process or not) can run the job.
-    """
-    number = cfg.get("trial_number")
-    if number is None:
-        return None
-    hydra_cfg = HydraConfig.get()
-    sweeper = hydra_cfg.sweeper
-    spec = storage_spec(sweeper.get("storage"), hydra_cfg.sweep.dir, hydra_cfg.runtime.cwd)
-    pruner_cfg = component_config(sweeper.get("pruner"), "pruner")
-    pruner = instantiate(pruner_cfg) if pruner_cfg else optuna.pruners.NopPruner()
-    storage = open_storage(spec)
-    study = optuna.load_study(study_name=sweeper.study_name, storage=storage, pruner=pruner)
-    study_id = storage.get_study_id_from_name(sweeper.study_name)
-    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, int(number))
-    return optuna.trial.Trial(study, trial_id)
+# Objectives that are not training metrics: the model's parameter count (its size on disk
+# and, on a CPU, roughly its inference cost).
+PARAMS_OBJECTIVE = "params"
+# Metrics train() returns without a test pass; with test=true, test/* as well.
+TRAINING_OBJECTIVES = ("val/acc_best", "epochs", "global_step", PARAMS_OBJECTIVE)
 
 
 def available_cpus() -> int:
@@ -73,9 +55,48 @@ def parallel_trials(hydra_cfg: Any) -> int:
     return int(hydra_cfg.sweeper.get("n_jobs", 1))
 
 
-def run_trial(cfg: DictConfig) -> float:
-    """Train one trial, letting the pruner stop it after any epoch; return the objective."""
+def objective_names(cfg: DictConfig) -> list[str]:
+    """`objective` as a list: one name, or one per direction of a multi-objective sweep."""
+    value = cfg.objective
+    return [str(v) for v in value] if isinstance(value, (list, ListConfig)) else [str(value)]
+
+
+def check_objectives(cfg: DictConfig, n_directions: int) -> None:
+    """Refuse objectives the trial cannot return, or a count that does not fit the sweep's
+    directions, before any trial trains."""
+    names = objective_names(cfg)
+    if len(names) != n_directions:
+        raise ConfigError(
+            f"objective={names} names {len(names)} value(s) but hydra.sweeper.direction has "
+            f"{n_directions}: give one direction per objective, e.g. "
+            "'objective=[val/acc_best,params]' 'hydra.sweeper.direction=[maximize,minimize]'"
+        )
+    known = [*TRAINING_OBJECTIVES]
+    unknown = [
+        n for n in names if n not in known and not (cfg.get("test") and n.startswith("test/"))
+    ]
+    if unknown:
+        raise ConfigError(
+            f"objective {unknown[0]} is not something a trial returns: use one of "
+            f"{', '.join(known)} (test/... only with test=true)"
+        )
+
+
+class ParameterCount(Callback):
+    """Counts the model's parameters when fitting starts (the `params` objective)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        self.count = sum(p.numel() for p in pl_module.parameters())
+
+
+def run_trial(cfg: DictConfig) -> float | tuple[float, ...]:
+    """Train one trial, letting the pruner stop it after any epoch (one objective only);
+    return the objective, or a tuple of them for a multi-objective sweep."""
     import torch
+    from hydra.core.hydra_config import HydraConfig
     from optuna_integration import PyTorchLightningPruningCallback
 
     from emnist_lightning.training.run import (
@@ -87,10 +108,19 @@ def run_trial(cfg: DictConfig) -> float:
     threads = trial_threads(cfg.get("threads_per_trial", "auto"), running_at_once)
     if threads is not None:
         torch.set_num_threads(threads)
-    callbacks = []
+    size = ParameterCount()
+    callbacks: list[Callback] = [size]
     if trial is not None:
         trial.set_user_attr(THREADS_ATTR, torch.get_num_threads())
         trial.set_user_attr(JOB_PID_ATTR, os.getpid())
-        callbacks.append(PyTorchLightningPruningCallback(trial, monitor=cfg.pruning_monitor))
-    metrics = train(cfg, extra_callbacks=callbacks)
-    return metrics[cfg.objective]
+        if not is_multi_objective(trial):
+            callbacks.append(PyTorchLightningPruningCallback(trial, monitor=cfg.pruning_monitor))
+    metrics = {**train(cfg, extra_callbacks=callbacks), PARAMS_OBJECTIVE: float(size.count)}
+    values = []
+    for name in objective_names(cfg):
+        if name not in metrics:
+            raise ConfigError(
+                f"objective {name} is not among the trial's metrics ({', '.join(metrics)})"
+            )
+        values.append(metrics[name])
+    return values[0] if len(values) == 1 else tuple(values)

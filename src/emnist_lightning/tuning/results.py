@@ -1,34 +1,34 @@
-"""What a sweep leaves in its folder: best params, every trial, plots, a retrain config."""
+"""Our side of a sweep's results: the study's pictures (study_plots), the chosen trial as
+`experiment/tuned.yaml` in the sweep folder, and the train.py command that retrains it.
+
+The sweeper calls `write_sweep_results` after writing its own result files (conf/tune.yaml
+sets hydra.sweeper.results_callback); the plugin itself knows nothing of train.py or
+experiments.
+"""
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import shlex
-from collections import Counter
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import matplotlib
 import optuna
 import yaml
-from optuna.distributions import BaseDistribution
+from omegaconf import DictConfig
 from optuna.trial import FrozenTrial, TrialState
 
 from emnist_lightning.atomic_files import replaced_atomically
-from emnist_lightning.tuning.storage import display_spec
-from emnist_lightning.tuning.study import WORKER_ATTR, is_counted
+from emnist_lightning.errors import ConfigError
+from emnist_lightning.tuning.objective import objective_names
 from emnist_lightning.tuning.trusted_trial import TrustedTrial, trusted_trial
-
-matplotlib.use("Agg")  # files only; never open a window
+from hydra_plugins.optuna_pruning_sweeper._search_space import SearchSpace
 
 log = logging.getLogger(__name__)
 
-RESULTS_FILE = "optimization_results.yaml"
-TRIALS_FILE = "trials.csv"
-# The best trial as an experiment config: python train.py --config-dir <sweep dir> experiment=tuned
+# The chosen trial as an experiment config: python train.py --config-dir <sweep dir> experiment=tuned
 EXPERIMENT_GROUP = "experiment"
 EXPERIMENT_NAME = "tuned"
 # Keys of a trial's job that describe the search, not the model: left out of the retrain config.
@@ -41,73 +41,13 @@ _SEARCH_ONLY_KEYS = (
     "threads_per_trial",
     "objective",
     "pruning_monitor",
+    "pick",
+    "plots",
 )
 # Keys that describe this machine, not the model: passed on the retrain command line instead.
 _MACHINE_KEYS = ("paths.", "data.data_dir", "data.download")
 # Trials whose left-out parts were logged (once per process, not at every write).
 _warned: set[int] = set()
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Replace `path` in one step, so a reader (or a worker writing at the same time) never
-    sees half a file."""
-    with replaced_atomically(path, ".tmp") as partial:
-        partial.write_text(text)
-
-
-def epochs_run(trial: FrozenTrial) -> int:
-    """Epochs a trial validated: the pruning callback reports once per epoch."""
-    return len(trial.intermediate_values)
-
-
-def study_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The study's trials without those given back unrun (see study.is_counted)."""
-    return [t for t in study.get_trials(deepcopy=False) if is_counted(t)]
-
-
-def state_counts(study: optuna.Study) -> dict[str, int]:
-    return dict(Counter(t.state.name for t in study_trials(study)))
-
-
-def write_trials_csv(study: optuna.Study, path: Path) -> None:
-    trials = study_trials(study)
-    param_names = sorted({name for t in trials for name in t.params})
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["number", "state", "value", *param_names, "epochs", "duration_s", "worker"])
-    for t in trials:
-        duration = t.duration.total_seconds() if t.duration else ""
-        writer.writerow(
-            [t.number, t.state.name, "" if t.value is None else t.value]
-            + [t.params.get(name, "") for name in param_names]
-            + [epochs_run(t), duration, t.user_attrs.get(WORKER_ATTR, "")]
-        )
-    write_atomic(path, buffer.getvalue())
-
-
-def _best_trial(study: optuna.Study) -> FrozenTrial | None:
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not complete:
-        return None
-    return study.best_trial
-
-
-def write_results_yaml(
-    study: optuna.Study, path: Path, storage: str, trusted: TrustedTrial | None
-) -> None:
-    best = _best_trial(study)
-    results: dict[str, Any] = {
-        "name": "optuna",
-        "study_name": study.study_name,
-        "storage": display_spec(storage),
-        "direction": study.direction.name.lower(),
-        "trials": state_counts(study),
-        "best_trial": None if best is None else best.number,
-        "best_value": None if best is None else float(best.value),
-        "best_params": None if trusted is None else trusted.params,
-        "best_overrides": None if trusted is None else trusted.overrides,
-    }
-    write_atomic(path, yaml.safe_dump(results, sort_keys=False))
 
 
 def _key(override: str) -> str:
@@ -151,9 +91,9 @@ def best_experiment_yaml(
     study_name: str,
     params: Mapping[str, Any] | None = None,
 ) -> str:
-    """An `experiment` config that retrains the best trial with train.py's full length, from
-    its `fixed` overrides and `params` (default: all of the trial's; `write_all` passes only
-    what `trusted_trial` let through)."""
+    """An `experiment` config that retrains a trial with train.py's full length, from its
+    `fixed` overrides and `params` (default: all of the trial's; `write_best_experiment`
+    passes only what `trusted_trial` let through)."""
     params = best.params if params is None else params
     group_choices: dict[str, str] = {}
     values: dict[str, Any] = {}
@@ -180,7 +120,7 @@ def best_experiment_yaml(
         node[leaf] = value
     header = (
         "# @package _global_\n"
-        f"# Best trial {best.number} of study '{study_name}' (objective {best.value:.4f}).\n"
+        f"# Trial {best.number} of study '{study_name}' (objectives {_values_text(best)}).\n"
     )
     deletions = deletion_overrides(fixed)
     if deletions:
@@ -205,39 +145,65 @@ def best_experiment_yaml(
     return header + yaml.safe_dump(body, sort_keys=False)
 
 
-def best_trusted(
-    study: optuna.Study, space: Mapping[str, BaseDistribution], fixed: Sequence[str]
-) -> tuple[FrozenTrial, TrustedTrial] | None:
-    """The best trial and what of it a retrain may use; what is left out is logged once."""
-    best = _best_trial(study)
-    if best is None:
+def _values_text(trial: FrozenTrial) -> str:
+    return ", ".join(f"{v:.4f}" for v in trial.values or [])
+
+
+def chosen_trial(study: optuna.Study, pick: int | None) -> FrozenTrial | None:
+    """The trial to retrain: `pick` when given (any complete trial), else the best one of a
+    single-objective study; None while there is none (or several objectives and no pick)."""
+    complete = {
+        t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    }
+    if pick is not None:
+        if pick not in complete:
+            raise ConfigError(
+                f"pick={pick} is not a complete trial of study '{study.study_name}': pick one of "
+                f"{sorted(complete) or 'none yet'} (trials.csv lists them)"
+            )
+        return complete[pick]
+    if len(study.directions) > 1 or not complete:
         return None
-    trusted = trusted_trial(best, space, fixed)
-    if trusted.dropped and best.number not in _warned:
-        _warned.add(best.number)
-        log.warning(trusted.dropped_line(best.number))
-    return best, trusted
+    return study.best_trial
+
+
+def trusted_choice(
+    study: optuna.Study, pick: int | None, search: SearchSpace
+) -> tuple[FrozenTrial, TrustedTrial] | None:
+    """The chosen trial and what of it a retrain may use (checked against this sweep's own
+    search space and command line: a study's storage is shared data); what is left out is
+    logged once."""
+    trial = chosen_trial(study, pick)
+    if trial is None:
+        return None
+    trusted = trusted_trial(trial, search.distributions, search.fixed)
+    if trusted.dropped and trial.number not in _warned:
+        _warned.add(trial.number)
+        log.warning(trusted.dropped_line(trial.number))
+    return trial, trusted
 
 
 def write_best_experiment(
-    best: FrozenTrial, trusted: TrustedTrial, study_name: str, sweep_dir: Path
+    trial: FrozenTrial, trusted: TrustedTrial, study_name: str, sweep_dir: Path
 ) -> Path:
-    """Write the best trial as <sweep dir>/experiment/tuned.yaml, from what of the overrides
-    it ran with this sweep searches or sets."""
-    text = best_experiment_yaml(best, trusted.overrides, study_name, trusted.params)
+    """Write the trial as <sweep dir>/experiment/tuned.yaml, from what of the overrides it ran
+    with this sweep searches or sets."""
+    text = best_experiment_yaml(trial, trusted.overrides, study_name, trusted.params)
     target = sweep_dir / EXPERIMENT_GROUP / f"{EXPERIMENT_NAME}.yaml"
     target.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(target, text)
+    with replaced_atomically(target, ".tmp") as partial:
+        partial.write_text(text)
     return target
 
 
 def write_plots(study: optuna.Study, sweep_dir: Path) -> list[Path]:
     """The study's pictures (study_plots); one that cannot be drawn yet is left out (a stale
     copy removed) and the reason said once."""
-    from emnist_lightning.tuning.study_plots import FIGURES, NotDrawn
+    from emnist_lightning.tuning.study_plots import FIGURES, PARETO_FIGURES, NotDrawn
 
     written = []
-    for name, build in FIGURES.items():
+    figures = PARETO_FIGURES if len(study.directions) > 1 else FIGURES
+    for name, build in figures.items():
         try:
             figure = build(study)
         except NotDrawn as exc:
@@ -256,21 +222,44 @@ def write_plots(study: optuna.Study, sweep_dir: Path) -> list[Path]:
 _SAID: set[tuple[str, str]] = set()
 
 
-def write_all(
+def write_sweep_results(
     study: optuna.Study,
     sweep_dir: Path,
-    storage: str,
-    space: Mapping[str, BaseDistribution],
-    fixed: Sequence[str],
-    plots: bool = True,
+    final: bool,
+    config: DictConfig | None,
+    search: SearchSpace,
 ) -> Path | None:
-    """Write every result file (each replaced atomically, since every worker of a study writes
-    them); returns the best trial's experiment config, if there is one yet. `space` and
-    `fixed` are this sweep's own: the study's trials are checked against them."""
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    best = best_trusted(study, space, fixed)
-    write_results_yaml(study, sweep_dir / RESULTS_FILE, storage, best and best[1])
-    write_trials_csv(study, sweep_dir / TRIALS_FILE)
-    if plots:
+    """The sweeper's results_callback: the pictures (unless plots=false), tuned.yaml for the
+    best (or picked) trial, and at the end the command that retrains it. `search` is this
+    sweep's own search space and fixed overrides. Returns tuned.yaml's path once written."""
+    if config is not None and len(study.directions) > 1 and study.metric_names is None:
+        with warnings.catch_warnings():  # metric names are "experimental" in Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(objective_names(config))  # the Pareto plot's axes
+    if config is not None and config.get("plots", True):
         write_plots(study, sweep_dir)
-    return None if best is None else write_best_experiment(*best, study.study_name, sweep_dir)
+    pick = config.get("pick") if config is not None else None
+    if pick is not None and not final:
+        return None  # the picked trial may still be running: written once the sweep ends
+    chosen = trusted_choice(study, None if pick is None else int(pick), search)
+    target = None if chosen is None else write_best_experiment(*chosen, study.study_name, sweep_dir)
+    if not final:
+        return target
+    if chosen is None:
+        if len(study.directions) > 1:
+            front = (
+                sorted(t.number for t in study.best_trials)
+                if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                else []
+            )
+            log.info(
+                "Several objectives: no single best trial. Pick one of the Pareto front %s "
+                "(optimization_results.yaml, pareto_front.png) and run the same command with "
+                "pick=<trial> to write experiment/tuned.yaml",
+                front,
+            )
+        return None
+    which = "the best trial" if pick is None else f"trial {chosen[0].number}"
+    # This machine's paths and this sweep's deletions: not read back from the study.
+    log.info("Retrain %s at full length: %s", which, retrain_command(sweep_dir, search.fixed))
+    return target

@@ -157,3 +157,27 @@ FIGURES: dict[str, Callable[[optuna.Study], Figure]] = {
     "param_importances.png": importances_figure,
     "intermediate_values.png": intermediate_values_figure,
 }
+
+
+def pareto_figure(study: optuna.Study) -> Figure:
+    """Optuna's Pareto-front plot of a study with two or three objectives (axes named by the
+    study's metric names where set)."""
+    from optuna.visualization import matplotlib as optuna_plots
+
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        raise NotDrawn("no trial has completed yet")
+    if len(study.directions) > 3:
+        raise NotDrawn(f"Optuna draws the front of 2 or 3 objectives, not {len(study.directions)}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        axes = optuna_plots.plot_pareto_front(study, target_names=study.metric_names)
+    figure = axes.figure
+    figure.set_size_inches(7, 5)
+    figure.tight_layout()
+    return figure
+
+
+# Several objectives: the front replaces the one-objective pictures.
+PARETO_FIGURES: dict[str, Callable[[optuna.Study], Figure]] = {
+    "pareto_front.png": pareto_figure,
+}

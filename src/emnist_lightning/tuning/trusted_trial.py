@@ -17,7 +17,7 @@ from optuna.trial import FrozenTrial
 
 from emnist_lightning.config_checks import check_value
 from emnist_lightning.errors import ConfigError
-from emnist_lightning.tuning.study import OVERRIDES_ATTR
+from hydra_plugins.optuna_pruning_sweeper.trial import OVERRIDES_ATTR
 
 
 @dataclass

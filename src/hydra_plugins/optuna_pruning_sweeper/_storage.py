@@ -19,11 +19,14 @@ from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from emnist_lightning.errors import ConfigError, first_line
+from ._errors import SweepConfigError, message_line
 
 log = logging.getLogger(__name__)
 
 DEFAULT_STORAGE_NAME = "optuna.journal"
+# The study name when hydra.sweeper.study_name is null: the sweeper and its jobs must agree
+# on one name to find the study (Optuna would draw a random one).
+DEFAULT_STUDY_NAME = "optuna"
 HEARTBEAT_ATTR = "heartbeat"
 # Two workers creating Optuna's tables in an empty database at once: one of them loses the race
 # (IntegrityError / "already exists"); opening again then finds the tables.
@@ -133,11 +136,11 @@ def _open_database(
         except ImportError as exc:  # Optuna re-raises the driver's ModuleNotFoundError
             missing = getattr(exc.__cause__, "name", None) or getattr(exc, "name", None)
             hint = (
-                "pip install 'emnist-lightning[postgres]' (psycopg 3)"
+                "pip install 'psycopg[binary]' (psycopg 3, SQLAlchemy >= 2.1)"
                 if spec.startswith("postgresql")
                 else "install the Python driver SQLAlchemy uses for this URL"
             )
-            raise ConfigError(
+            raise SweepConfigError(
                 f"storage {shown} needs the database driver '{missing}', which is not "
                 f"installed: {hint}"
             ) from None
@@ -146,8 +149,8 @@ def _open_database(
                 log.info("Storage tables are being created by another worker; retrying")
                 time.sleep(random.uniform(0.1, 0.5) * attempt)
                 continue
-            reason = first_line(getattr(exc, "orig", None) or exc)
-            raise ConfigError(
+            reason = message_line(getattr(exc, "orig", None) or exc)
+            raise SweepConfigError(
                 f"cannot open storage {shown}: {reason} (check hydra.sweeper.storage and "
                 "that the database server is running)"
             ) from None
@@ -170,5 +173,7 @@ def open_storage(
         path.parent.mkdir(parents=True, exist_ok=True)
         backend = JournalFileBackend(str(path))
     except OSError as exc:
-        raise ConfigError(f"cannot create the study file {path}: {exc.strerror or exc}") from None
+        raise SweepConfigError(
+            f"cannot create the study file {path}: {exc.strerror or exc}"
+        ) from None
     return HeartbeatJournalStorage(backend, heartbeat_interval, grace_period)
