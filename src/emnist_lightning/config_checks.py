@@ -318,9 +318,13 @@ _TOP = {
     "images": list_of(text(), allow_one=True),
     "formats": list_of(text(), allow_one=True),  # which formats: export.py's check
     # tune.py
-    "objective": text(("val/acc_best",)),
+    # One name, or one per direction of a multi-objective sweep; which names a trial returns
+    # is checked by the sweep's config_check (tuning/objective.py: check_objectives).
+    "objective": list_of(text(), allow_one=True),
     "pruning_monitor": _MONITOR,
     "trial_number": whole(0, nullable=True),
+    "pick": whole(0, nullable=True),
+    "plots": flag(),
     "threads_per_trial": whole(1, also=("auto",)),
     # serve.py
     "host": text(HOSTS),
