@@ -176,7 +176,10 @@ _POSITIVE = number(0, open_low=True)
 _NON_NEGATIVE = number(0)
 _PROBABILITY = number(0, 1)
 _PATH = text()
-_MONITOR = text(MONITORABLE)
+# ModelCheckpoint can also watch `epoch` and `step`; EarlyStopping and the pruner see only
+# what the module logs (they would fail, or silently never prune, on the other two).
+_CHECKPOINT_MONITOR = text(MONITORABLE, nullable=True)  # null: keep the newest, as Lightning does
+_LOGGED_METRIC = text(tuple(name for name in MONITORABLE if name not in ("epoch", "step")))
 
 # Keys whose last part says what they are, wherever they sit.
 _BY_LAST_PART: dict[str, Rule] = {
@@ -269,8 +272,8 @@ _DROPPABLE = Rule(lambda v: v is None, "null or a config with a _target_", ("abc
 
 _CALLBACKS = {
     "model_checkpoint.dirpath": _PATH,
-    "model_checkpoint.filename": _PATH,
-    "model_checkpoint.monitor": _MONITOR,
+    "model_checkpoint.filename": text(nullable=True),
+    "model_checkpoint.monitor": _CHECKPOINT_MONITOR,
     "model_checkpoint.mode": text(("min", "max")),
     "model_checkpoint.save_top_k": whole(0, also=(-1,)),
     "model_checkpoint.save_last": flag(),
@@ -278,7 +281,7 @@ _CALLBACKS = {
     "model_checkpoint.enable_version_counter": flag(),
     "lr_monitor.logging_interval": text(("epoch", "step")),
     "progress_bar.refresh_rate": whole(0),
-    "early_stopping.monitor": _MONITOR,
+    "early_stopping.monitor": _LOGGED_METRIC,
     "early_stopping.mode": text(("min", "max")),
     "early_stopping.patience": whole(0),
     "early_stopping.min_delta": _NON_NEGATIVE,
@@ -321,7 +324,7 @@ _TOP = {
     # One name, or one per direction of a multi-objective sweep; which names a trial returns
     # is checked by the sweep's config_check (tuning/objective.py: check_objectives).
     "objective": list_of(text(), allow_one=True),
-    "pruning_monitor": _MONITOR,
+    "pruning_monitor": _LOGGED_METRIC,
     "trial_number": whole(0, nullable=True),
     "pick": whole(0, nullable=True),
     "plots": flag(),

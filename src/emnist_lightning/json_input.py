@@ -8,9 +8,13 @@ import json
 import re
 from typing import Any
 
+from emnist_lightning.errors import first_line
+
 # Deeper than any file or request of this project (a model card nests 3 levels).
 MAX_DEPTH = 32
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+# A string runs to its closing quote, or to the end of an unclosed one: the optional quote
+# keeps the scan linear (a required one made `"\"\"\"...` rescan to the end at every quote).
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?')
 _BRACKET = re.compile(rb"[\[\]{}]")
 
 
@@ -41,4 +45,4 @@ def parse_json(data: str | bytes, max_bytes: int, max_depth: int = MAX_DEPTH) ->
     except json.JSONDecodeError as exc:
         raise JSONInputError(f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
     except (ValueError, RecursionError) as exc:  # e.g. an integer of over 4,300 digits
-        raise JSONInputError(f"not usable JSON ({str(exc).splitlines()[0][:80]})") from None
+        raise JSONInputError(f"not usable JSON ({first_line(exc)[:80]})") from None

@@ -81,3 +81,17 @@ def test_every_key_refuses_a_wrong_type_and_an_out_of_range_value_in_one_line(
         assert "\n" not in message and " is invalid: it must be " in message, message
         raw = OmegaConf.to_container(_composed(name, overrides), resolve=False)
         assert message.split("=", 1)[0] in {key} | _following(key, raw), message
+
+
+def test_lightnings_own_defaults_pass_and_monitors_name_what_is_logged() -> None:
+    from emnist_lightning.config_checks import check_value
+
+    # ModelCheckpoint without a monitor (keep the newest) or a filename is Lightning's default.
+    check_value("callbacks.model_checkpoint.monitor", None)
+    check_value("callbacks.model_checkpoint.filename", None)
+    check_value("callbacks.model_checkpoint.monitor", "epoch")
+    # EarlyStopping and the pruner only see logged metrics: `epoch` would fail after the first
+    # validation, or never prune.
+    for key in ("callbacks.early_stopping.monitor", "pruning_monitor"):
+        with pytest.raises(ConfigError, match=f"{key}='epoch' is invalid"):
+            check_value(key, "epoch")

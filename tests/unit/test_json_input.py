@@ -46,3 +46,12 @@ def test_a_deeply_nested_model_card_is_refused_in_one_line(tmp_path: Path) -> No
         load_predictor(weights)
     message = str(refused.value)
     assert "\n" not in message and "nested more than 32 levels deep" in message, message
+
+
+def test_an_unclosed_string_of_escaped_quotes_is_scanned_once() -> None:
+    # Every quote of this body used to start a scan to the end of it (quadratic: 40 KB took
+    # 15 s, this one would take hours); an HTTP process stalled on one such request.
+    body = b'{"image": "' + b'\\"' * 200_000
+    with pytest.raises(JSONInputError, match="not valid JSON"):
+        parse_json(body, max_bytes=1_000_000)
+    assert nesting_depth(b'{"a": "\\"[[[') == 1

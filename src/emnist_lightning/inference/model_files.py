@@ -10,6 +10,7 @@ through a fixed table of their net paths.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,13 +132,16 @@ def best_of_run(last: Path) -> Path:
     ]
     if not recorded:  # checkpointing kept no best (e.g. no validation): last is all there is
         return last
-    best = Path(str(recorded[0]))
-    if not best.is_file():  # a run folder that was moved or copied: look beside last.ckpt
-        best = last.parent / best.name
-    if not best.is_file():
+    # The recorded path is data from the file: only its name counts, looked up beside
+    # last.ckpt (where the run wrote it, and where it is after the folder moved), so a planted
+    # path cannot make predict/serve/export load a file from elsewhere.
+    name = Path(str(recorded[0])).name
+    best = last.parent / name
+    beside = os.path.dirname(os.path.realpath(best)) == os.path.realpath(last.parent)
+    if best.suffix != ".ckpt" or not beside or not best.is_file():
         raise CheckpointError(
-            f"{last} records {best} as its best checkpoint but that file is gone: "
-            "pass ckpt_path=last or a path to a .ckpt file"
+            f"{last} records {name[:80]!r} as its best checkpoint but no such .ckpt file is "
+            "beside it: pass ckpt_path=last or a path to a .ckpt file"
         )
     return best
 
