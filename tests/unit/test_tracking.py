@@ -145,3 +145,40 @@ def test_tensorboard_hparams_record_holds_hyperparameters_and_final_metrics(
     # The values the tab shows for those metrics: the scalars under the same tags.
     assert events.Scalars("test/acc")[-1].value == pytest.approx(metrics["test/acc"])
     assert events.Scalars("val/acc_best")[-1].value == pytest.approx(metrics["val/acc_best"])
+
+
+def test_a_planted_mlflow_record_cannot_send_exports_elsewhere(tmp_path: Path) -> None:
+    import sqlite3
+
+    from mlflow.tracking import MlflowClient
+
+    from emnist_lightning.training.tracking import MLFLOW_RUN_FILE, log_exports, mlflow_run_of
+
+    model = tmp_path / "shared_run" / "checkpoints" / "best.ckpt"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"x")
+    record = model.parent.parent / MLFLOW_RUN_FILE
+
+    # A SQLite file that is not an MLflow store: MLflow would create its tables in it.
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as connection:
+        connection.execute("CREATE TABLE notes (text)")
+    before = other.read_bytes()
+    record.write_text(json.dumps({"tracking_uri": f"sqlite:///{other}", "run_id": "a" * 32}))
+    assert mlflow_run_of(model) is None
+    assert other.read_bytes() == before
+
+    # A real store whose run keeps its files outside the store's folder.
+    store = tmp_path / "store" / "mlflow.db"
+    store.parent.mkdir()
+    client = MlflowClient(tracking_uri=f"sqlite:///{store}")
+    outside = tmp_path / "outside"
+    experiment = client.create_experiment("planted", artifact_location=str(outside))
+    run_id = client.create_run(experiment).info.run_id
+    record.write_text(json.dumps({"tracking_uri": f"sqlite:///{store}", "run_id": run_id}))
+    assert mlflow_run_of(model) is not None
+    assert log_exports(model, [model]) is None
+    assert not outside.exists()
+
+    record.write_text("[" * 5_000)  # not a record at all: ignored, no traceback
+    assert mlflow_run_of(model) is None

@@ -8,9 +8,11 @@ TensorBoard hparams record that holds both the hyperparameters and the final met
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.loggers import Logger, MLFlowLogger, TensorBoardLogger
 
 from emnist_lightning.errors import ConfigError
+from emnist_lightning.json_input import JSONInputError, parse_json
 
 SQLITE_PREFIX = "sqlite:///"
 # Beside a run's files: which local MLflow run holds them, so export.py can add its exports.
@@ -166,31 +169,60 @@ def finish_tracking(
             (root / MLFLOW_RUN_FILE).write_text(json.dumps(record, indent=2))
 
 
+def _is_mlflow_store(database: Path) -> bool:
+    """A SQLite file that already holds MLflow's tables: MLflow would create or migrate
+    tables in any other file it is pointed at."""
+    try:
+        with database.open("rb") as file:
+            if file.read(16) != b"SQLite format 3\x00":
+                return False
+        uri = f"file:{database.resolve()}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as connection:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    except (OSError, sqlite3.Error):
+        return False
+    return {"runs", "experiments", "alembic_version"} <= tables
+
+
 def mlflow_run_of(model_path: Path) -> tuple[str, str] | None:
     """The local MLflow run (tracking URI, run id) of the run folder a model file lies in.
 
-    The record is data: only a local SQLite store and a hexadecimal run id are accepted, so a
-    file cannot make an export talk to a server.
+    The record is data: only an existing local SQLite MLflow store and a hexadecimal run id
+    are accepted (where that run keeps its files is checked before uploading, in
+    log_exports), so a file cannot make an export talk to a server.
     """
     for folder in (model_path.parent, model_path.parent.parent):
         record_path = folder / MLFLOW_RUN_FILE
-        if not record_path.is_file() or record_path.stat().st_size > 10_000:
+        if not record_path.is_file():
             continue
         try:
-            record = json.loads(record_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            record = parse_json(record_path.read_bytes(), max_bytes=10_000)
+        except (OSError, JSONInputError):
+            return None
+        if not isinstance(record, dict):
             return None
         uri, run_id = record.get("tracking_uri"), record.get("run_id")
         if (
             isinstance(uri, str)
             and uri.startswith(SQLITE_PREFIX)
-            and Path(uri.removeprefix(SQLITE_PREFIX)).is_file()
             and isinstance(run_id, str)
             and re.fullmatch(r"[0-9a-f]{32}", run_id)
+            and _is_mlflow_store(Path(uri.removeprefix(SQLITE_PREFIX)))
         ):
             return uri, run_id
         return None
     return None
+
+
+def _local_folder(artifact_uri: str, store: Path) -> bool:
+    """Whether a run's artifact location is a local folder beside its SQLite store (what
+    logger=mlflow writes), not a server, bucket or another part of the disk."""
+    if artifact_uri.startswith("file://"):
+        artifact_uri = artifact_uri.removeprefix("file://")
+    elif "://" in artifact_uri or ":" in artifact_uri.split("/", 1)[0]:
+        return False
+    folder = Path(os.path.realpath(artifact_uri))
+    return folder.is_relative_to(os.path.realpath(store.parent))
 
 
 def log_exports(model_path: Path, files: Iterable[Path]) -> str | None:
@@ -206,6 +238,12 @@ def log_exports(model_path: Path, files: Iterable[Path]) -> str | None:
         return None
     uri, run_id = found
     client = MlflowClient(tracking_uri=uri)
+    try:
+        artifact_uri = client.get_run(run_id).info.artifact_uri or ""
+    except Exception:  # MLflow's own errors (no such run, a damaged store) are many types
+        return None
+    if not _local_folder(artifact_uri, Path(uri.removeprefix(SQLITE_PREFIX))):
+        return None
     for path in files:
         client.log_artifact(run_id, str(path), artifact_path="export")
     return run_id
