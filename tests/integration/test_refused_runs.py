@@ -185,3 +185,23 @@ def test_no_room_to_write_is_one_line_at_the_command_line(
         preexec_fn=_limit_file_size,
     )
     assert "File too large" in _one_error_line(result)
+
+
+def test_a_resume_refused_once_fitting_starts_keeps_the_run_finished(
+    make_train_cfg, tmp_path: Path
+) -> None:
+    from emnist_lightning.errors import UserError
+    from emnist_lightning.inference.model_files import FINISHED, fit_status
+
+    run = tmp_path / "run"
+    train(make_train_cfg("trainer.max_epochs=1", "test=false", output_dir=run))
+    assert fit_status(run / "checkpoints") == FINISHED
+    last = run / "checkpoints" / "last.ckpt"
+    # Refused by Lightning's data checks inside fit, before this attempt writes a checkpoint.
+    with pytest.raises(UserError, match="leaves no validation images"):
+        train(
+            make_train_cfg(
+                f"ckpt_path={last}", "data.val_fraction=0.001", "test=false", output_dir=run
+            )
+        )
+    assert fit_status(run / "checkpoints") == FINISHED  # still what ckpt_path=best chooses

@@ -47,6 +47,7 @@ from emnist_lightning.inference.model_files import (
     RUNNING,
     STATE_DICT_NAME,
     export_state_dict,
+    fit_status,
     read_checkpoint,
     resolve_ckpt_path,
     write_fit_status,
@@ -294,14 +295,11 @@ def fit(run: Run) -> None:
         logger.log_hyperparams(run_params(run.cfg))
     if run.resume_from is not None:
         log.info("Resuming from %s", run.resume_from)
-    record_fit_status(run, RUNNING)
     # weights_only: Lightning reopens the file by path; it must stay plain data there too.
-    with lightning_settings_refused():
+    with fit_status_recorded(run), lightning_settings_refused():
         run.trainer.fit(
             run.model, datamodule=run.datamodule, ckpt_path=run.resume_from, weights_only=True
         )
-    if not run.trainer.interrupted:
-        record_fit_status(run, FINISHED)
 
 
 @contextlib.contextmanager
@@ -312,6 +310,33 @@ def lightning_settings_refused() -> Iterator[None]:
         yield
     except MisconfigurationException as exc:
         raise ConfigError(f"Lightning refused the trainer settings: {first_line(exc)}") from None
+
+
+@contextlib.contextmanager
+def fit_status_recorded(run: Run) -> Iterator[None]:
+    """`running` while fitting, `finished` when the fit ends normally. A resume that fails
+    before it writes a checkpoint (refused once fitting starts) puts the earlier status back,
+    so a finished run stays what `ckpt_path=best` chooses."""
+    folder = run.checkpointing.dirpath if run.checkpointing is not None else None
+    previous = fit_status(Path(folder)) if folder else None
+    before = _last_written(folder)
+    record_fit_status(run, RUNNING)
+    try:
+        yield
+    except BaseException:
+        if previous is not None and _last_written(folder) == before:
+            record_fit_status(run, previous)
+        raise
+    if not run.trainer.interrupted:
+        record_fit_status(run, FINISHED)
+
+
+def _last_written(folder: str | None) -> int | None:
+    """When the folder's last.ckpt was written (None without one)."""
+    try:
+        return (Path(folder) / "last.ckpt").stat().st_mtime_ns if folder else None
+    except OSError:
+        return None
 
 
 def record_fit_status(run: Run, status: str) -> None:
