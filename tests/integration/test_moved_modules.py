@@ -28,13 +28,16 @@ def test_a_checkpoint_naming_the_old_optimizer_path_resumes_and_loads(
         )
     )
     # Rewrite it as a checkpoint written before the regroup: the optimizer's old module path.
-    old = tmp_path / "old" / "checkpoints" / "last.ckpt"
-    old.parent.mkdir(parents=True)
     checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     checkpoint["hyper_parameters"]["optimizer"]["_target_"] = OLD_MUON
-    torch.save(checkpoint, old)
+    steps_before = checkpoint["global_step"]
 
     for configured in (NEW_MUON, OLD_MUON):  # today's config, and a user's unchanged one
+        # A fresh copy each time: a resume writes into the resumed run's own folder.
+        old = tmp_path / configured / "checkpoints" / "last.ckpt"
+        old.parent.mkdir(parents=True)
+        torch.save(checkpoint, old)
+        assert load_predictor(old).class_names[10] == "A"
         resumed = train(
             make_train_cfg(
                 f"ckpt_path={old}",
@@ -45,7 +48,7 @@ def test_a_checkpoint_naming_the_old_optimizer_path_resumes_and_loads(
             )
         )
         assert resumed["epochs"] == 2, configured
-    assert load_predictor(old).class_names[10] == "A"
+        assert resumed["global_step"] > steps_before, configured  # it really trained on
 
 
 def test_an_experiment_naming_the_old_augmentation_path_still_trains(make_train_cfg) -> None:
