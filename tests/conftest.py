@@ -65,3 +65,25 @@ def make_train_cfg(tiny_emnist: Path, tmp_path: Path):
         return compose_config("train", [*base, *overrides], output_dir or tmp_path / "run")
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_trained_logs(tiny_emnist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A logs folder holding one finished 1-epoch run on the tiny fixture
+    (train/runs/tiny): the model file that predict, export and server tests read. Read it,
+    never write into it."""
+    from emnist_lightning.training.run import train
+
+    logs = tmp_path_factory.mktemp("tiny_trained") / "logs"
+    overrides = [
+        f"data.data_dir={tiny_emnist}",
+        "data.download=false",
+        "trainer.max_epochs=1",
+        "trainer.accelerator=cpu",
+        "trainer.enable_progress_bar=false",
+        "++callbacks.progress_bar=null",
+        "test=false",
+        "logger=none",
+    ]
+    train(compose_config("train", overrides, logs / "train" / "runs" / "tiny"))
+    return logs

@@ -95,19 +95,8 @@ def test_a_training_file_with_no_images_is_refused_in_one_line(
 
 # -- predict.py and export.py ----------------------------------------------------------------
 @pytest.fixture(scope="module")
-def tiny_run(tiny_emnist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = tmp_path_factory.mktemp("tiny") / "run"
-    overrides = [
-        f"data.data_dir={tiny_emnist}",
-        "data.download=false",
-        "trainer.max_epochs=1",
-        "trainer.accelerator=cpu",
-        "trainer.enable_progress_bar=false",
-        "test=false",
-        "logger=none",
-    ]
-    train(compose_config("train", overrides, run))
-    return run
+def tiny_run(tiny_trained_logs: Path) -> Path:
+    return tiny_trained_logs / "train" / "runs" / "tiny"
 
 
 def _predict_cfg(run: Path, tmp_path: Path, *overrides: str):

@@ -10,11 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from helpers.configs import compose_config
 from helpers.rendered_chars import render_character
 from helpers.serving_process import Server, multipart, request, running_server
-
-from emnist_lightning.training.run import train
 
 KEY = "test-key-5f2c"
 GOOD = 9  # images predicted (200)
@@ -22,20 +19,8 @@ BAD = 3  # bodies that are not images (422), with the key
 
 
 @pytest.fixture(scope="module")
-def logs(tiny_emnist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    logs = tmp_path_factory.mktemp("exposed") / "logs"
-    overrides = [
-        f"data.data_dir={tiny_emnist}",
-        "data.download=false",
-        "trainer.max_epochs=1",
-        "test=false",
-        "logger=none",
-        "trainer.accelerator=cpu",
-        "trainer.enable_progress_bar=false",
-        "++callbacks.progress_bar=null",
-    ]
-    train(compose_config("train", overrides, logs / "train" / "runs" / "tiny"))
-    return logs
+def logs(tiny_trained_logs: Path) -> Path:
+    return tiny_trained_logs
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers.configs import compose_config
 from helpers.serving_process import (
     REPO,
     Server,
@@ -24,26 +23,12 @@ from helpers.serving_process import (
     thread_env,
 )
 
-from emnist_lightning.training.run import train
-
 FAST = ("request_timeout=3", "log_level=warning")
 
 
 @pytest.fixture(scope="module")
-def logs(tiny_emnist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    logs = tmp_path_factory.mktemp("lifecycle") / "logs"
-    overrides = [
-        f"data.data_dir={tiny_emnist}",
-        "data.download=false",
-        "trainer.max_epochs=1",
-        "trainer.accelerator=cpu",
-        "trainer.enable_progress_bar=false",
-        "++callbacks.progress_bar=null",
-        "test=false",
-        "logger=none",
-    ]
-    train(compose_config("train", overrides, logs / "train" / "runs" / "tiny"))
-    return logs
+def logs(tiny_trained_logs: Path) -> Path:
+    return tiny_trained_logs
 
 
 @pytest.fixture(scope="module")
