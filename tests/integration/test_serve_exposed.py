@@ -32,6 +32,7 @@ def server(logs: Path) -> Iterator[Server]:
         "api_servers=2",
         "max_batch_size=4",
         "max_image_mb=1",
+        f"corrections_dir={logs.parent / 'exposed_corrections'}",
         log=logs.parent / "server.log",
         env={"LIT_SERVER_API_KEY": KEY},
     ) as server:
@@ -75,6 +76,16 @@ def test_the_api_key_guards_predict_and_metrics_but_not_the_page(
         answer = request(server.url + path, headers={"X-API-Key": KEY}, method="GET")
         assert answer.status == 200, path
     assert request(server.url, method="GET").status == 200  # the page
+    # Corrections become training data: nobody without the key may add any.
+    body, headers = multipart("image", "a.png", image)
+    assert request(server.url + "correction", body, headers).status == 401
+    assert not list((server_corrections(server)).glob("*.json"))
+    keyed = request(server.url + "correction", body, {**headers, "X-API-Key": KEY})
+    assert keyed.status in (400, 422), keyed.body  # past the gate: it names no character
+
+
+def server_corrections(server: Server) -> Path:
+    return Path(server.log).parent / "exposed_corrections"
 
 
 def test_metrics_add_up_over_every_worker_and_http_process(server: Server, tmp_path: Path) -> None:

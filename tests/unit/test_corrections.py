@@ -64,7 +64,7 @@ def test_a_full_folder_refuses_and_keeps_what_it_holds(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        (lambda f, n: (f / f"{n}.json").write_text("{not json"), "not JSON"),
+        (lambda f, n: (f / f"{n}.json").write_text("{not json"), "not valid JSON"),
         (
             lambda f, n: (f / f"{n}.json").write_text('{"format_version": 1, "character": "?"}'),
             "is not a class",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from emnist_lightning.errors import ModelFileError
+from emnist_lightning.errors import DataFilesError, ModelFileError
 from emnist_lightning.inference.model_files import CARD_NAME, export_state_dict
 from emnist_lightning.inference.predictors import load_predictor
 from emnist_lightning.json_input import JSONInputError, nesting_depth, parse_json
@@ -55,3 +55,14 @@ def test_an_unclosed_string_of_escaped_quotes_is_scanned_once() -> None:
     with pytest.raises(JSONInputError, match="not valid JSON"):
         parse_json(body, max_bytes=1_000_000)
     assert nesting_depth(b'{"a": "\\"[[[') == 1
+
+
+def test_a_correction_record_too_deep_or_with_a_huge_number_is_one_line(tmp_path: Path) -> None:
+    from emnist_lightning.data.corrections import _read_record
+
+    for text in ('{"strokes": ' + "[" * 5_000, '{"character": ' + "9" * 5_000 + "}"):
+        record = tmp_path / "bad.json"
+        record.write_text(text)
+        with pytest.raises(DataFilesError, match="not a correction record") as refused:
+            _read_record(record, tuple("0123456789"))
+        assert "\n" not in str(refused.value)

@@ -25,6 +25,7 @@ from PIL import Image, UnidentifiedImageError
 from emnist_lightning.atomic_files import replaced_atomically
 from emnist_lightning.data.labels import class_of_character
 from emnist_lightning.errors import DataFilesError, UserError
+from emnist_lightning.json_input import JSONInputError, parse_json
 
 FORMAT_VERSION = 1
 INPUT_SUFFIX = ".png"
@@ -37,6 +38,8 @@ MAX_INPUT_BYTES = 100_000
 # The page's strokes: at most this many strokes and points in all.
 MAX_STROKES = 100
 MAX_POINTS = 20_000
+# A record nests strokes -> points -> numbers inside its object: 4 levels.
+MAX_STROKES_DEPTH = 4
 
 
 class CorrectionError(UserError):
@@ -139,12 +142,10 @@ def _fail(path: Path, problem: str) -> DataFilesError:
 
 
 def _read_record(path: Path, class_names: tuple[str, ...]) -> str:
-    if path.stat().st_size > MAX_RECORD_BYTES:
-        raise _fail(path, f"larger than {MAX_RECORD_BYTES:,} bytes, not a correction record")
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise _fail(path, "not JSON") from None
+        record = parse_json(path.read_bytes(), MAX_RECORD_BYTES, MAX_STROKES_DEPTH)
+    except JSONInputError as exc:
+        raise _fail(path, f"not a correction record ({exc})") from None
     if not isinstance(record, dict) or record.get("format_version") != FORMAT_VERSION:
         raise _fail(path, f"not a correction record of format {FORMAT_VERSION}")
     character = record.get("character")

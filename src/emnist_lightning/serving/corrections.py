@@ -9,7 +9,6 @@ processes, like the rest of the request handling, never in an inference worker.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,12 +18,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from emnist_lightning.data.corrections import (
+    MAX_RECORD_BYTES,
+    MAX_STROKES_DEPTH,
     CorrectionError,
     CorrectionsFullError,
     check_strokes,
     write_correction,
 )
 from emnist_lightning.data.labels import class_of_character
+from emnist_lightning.json_input import JSONInputError, parse_json
 from emnist_lightning.serving.ingress import (
     Limits,
     RequestError,
@@ -69,9 +71,9 @@ def _character(text: str, class_names: tuple[str, ...]) -> str:
 
 def _strokes(text: str) -> list:
     try:
-        return check_strokes(json.loads(text))
-    except json.JSONDecodeError:
-        raise RequestError(400, f"'strokes' is not JSON: {HOW_TO_SEND}") from None
+        return check_strokes(parse_json(text, MAX_RECORD_BYTES, MAX_STROKES_DEPTH))
+    except JSONInputError as exc:
+        raise RequestError(400, f"'strokes' is not usable JSON ({exc}): {HOW_TO_SEND}") from None
     except CorrectionError as exc:
         raise RequestError(422, str(exc)) from None
 

@@ -120,17 +120,15 @@ def corrections_folder(cfg: DictConfig) -> Path | None:
     """The folder corrections go to (None: off), checked writable before the server starts."""
     if not cfg.corrections_dir:
         return None
+    from emnist_lightning.hydra_callbacks import folder_problem
+
     folder = Path(str(cfg.corrections_dir)).expanduser().resolve()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".write_probe"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
+    problem = folder_problem(folder)
+    if problem is not None:
         raise ConfigError(
-            f"corrections_dir={cfg.corrections_dir} is not a writable folder ({exc.strerror}): "
+            f"corrections_dir={cfg.corrections_dir} is not a writable folder ({problem}): "
             "pass another folder, or corrections_dir=null to turn corrections off"
-        ) from None
+        )
     return folder
 
 
@@ -140,11 +138,13 @@ def exposure_middlewares(
     """The API-key gate and the request timer (middlewares, outermost last) and the Prometheus
     logger, for whichever of the two is on."""
     from emnist_lightning.serving.access import ApiKeyGate
+    from emnist_lightning.serving.corrections import CORRECTION_PATH
     from emnist_lightning.serving.metrics import METRICS_PATH, PrometheusLogger, RequestTimer
 
     middlewares: list[tuple[type, dict[str, Any]]] = []
-    if api_key:
-        middlewares.append((ApiKeyGate, {"key": api_key, "paths": (API_PATH, METRICS_PATH)}))
+    if api_key:  # checked before an upload is read; LitServe's own check guards its routes
+        paths = (API_PATH, CORRECTION_PATH, METRICS_PATH)
+        middlewares.append((ApiKeyGate, {"key": api_key, "paths": paths}))
     if metrics_folder is None:
         return middlewares, []
     middlewares.append((RequestTimer, {"path": API_PATH, "log": api.log}))
@@ -235,7 +235,7 @@ def announce_exposure(url: str, host: str, api_key: str | None, metrics: bool) -
 
     if api_key:
         print(
-            f"The API (/predict, /info, /health, /metrics) needs the header {API_KEY_HEADER} "
+            f"The API (/predict, /correction, /info, /health, /metrics) needs the header {API_KEY_HEADER} "
             f"({API_KEY_ENV}); the page at / cannot send it"
         )
     elif host != "127.0.0.1":
