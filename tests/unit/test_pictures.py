@@ -155,3 +155,21 @@ def test_the_published_history_is_redrawn_with_every_trial_of_its_table(tmp_path
         f"Optimization history: {states.count('COMPLETE')} complete, "
         f"{states.count('PRUNED')} pruned"
     )
+
+
+def test_a_figure_that_fails_is_left_out_without_stopping_the_sweep(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from emnist_lightning.tuning import study_plots
+
+    def broken(study: optuna.Study):
+        raise RuntimeError("")  # an empty message too
+
+    monkeypatch.setitem(study_plots.FIGURES, "optimization_history.png", broken)
+    study = optuna.create_study(direction="maximize")
+    _trial(study, [0.5], "complete")
+    with caplog.at_level(logging.WARNING):
+        written = write_plots(study, tmp_path)
+    assert "optimization_history.png" not in {p.name for p in written}
+    assert "intermediate_values.png" in {p.name for p in written}
+    assert any("not drawn (RuntimeError" in r.getMessage() for r in caplog.records)

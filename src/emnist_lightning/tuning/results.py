@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from optuna.trial import FrozenTrial, TrialState
 
 from emnist_lightning.atomic_files import replaced_atomically
-from emnist_lightning.errors import ConfigError
+from emnist_lightning.errors import ConfigError, first_line
 from emnist_lightning.tuning.objective import objective_names
 from emnist_lightning.tuning.trusted_trial import TrustedTrial, trusted_trial
 from hydra_plugins.optuna_pruning_sweeper._search_space import SearchSpace
@@ -212,8 +212,15 @@ def write_plots(study: optuna.Study, sweep_dir: Path) -> list[Path]:
                 _SAID.add((name, str(exc)))
                 log.info("%s not drawn: %s", name, exc)
             continue
-        with replaced_atomically(sweep_dir / name, ".tmp") as partial:
-            figure.savefig(partial, dpi=120, format="png")
+        except Exception as exc:  # a picture must never stop a running sweep
+            log.warning("%s not drawn (%s: %s)", name, type(exc).__name__, first_line(exc))
+            continue
+        try:
+            with replaced_atomically(sweep_dir / name, ".tmp") as partial:
+                figure.savefig(partial, dpi=120, format="png")
+        except Exception as exc:
+            log.warning("%s not written (%s: %s)", name, type(exc).__name__, first_line(exc))
+            continue
         written.append(sweep_dir / name)
     return written
 

@@ -18,6 +18,7 @@ import optuna
 from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial, TrialState
 
+from emnist_lightning.errors import first_line
 from emnist_lightning.plot_axes import integer_x_axis
 
 matplotlib.use("Agg")  # files only; never open a window
@@ -126,7 +127,7 @@ def importances_figure(study: optuna.Study) -> Figure:
         try:
             importances = optuna.importance.get_param_importances(study)
         except (ValueError, RuntimeError) as exc:
-            raise NotDrawn(str(exc).strip().splitlines()[0]) from None
+            raise NotDrawn(first_line(exc)) from None
     said_equal = any("equal" in str(w.message) for w in caught)
     values = list(importances.values())
     if len(values) < 2:
