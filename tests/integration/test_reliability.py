@@ -500,5 +500,8 @@ def test_best_that_is_gone_is_refused_not_replaced_by_older_weights(
     (best,) = (runs / "run" / "checkpoints").glob("epoch_*.ckpt")
     assert resolve_model_path("best", runs) == best
     best.unlink()
-    with pytest.raises(CheckpointError, match="records .* as its best checkpoint but no such .ckpt file is beside it"):
+    with pytest.raises(
+        CheckpointError,
+        match="records .* as its best checkpoint but no such .ckpt file is beside it",
+    ):
         resolve_model_path("best", runs)

@@ -17,7 +17,13 @@ from optuna.trial import create_trial
 from emnist_lightning.tuning.trusted_trial import trusted_trial
 
 
-def test_a_trial_planted_in_a_journal_file_cannot_reach_the_retrain(tmp_path: Path, caplog) -> None:
+def test_a_trial_planted_in_a_journal_file_cannot_reach_the_retrain(
+    tmp_path: Path, caplog, monkeypatch
+) -> None:
+    # An earlier in-process Hydra run may have disabled existing loggers: hear this one anyway.
+    for name in ("emnist_lightning", "emnist_lightning.tuning.results"):
+        monkeypatch.setattr(logging.getLogger(name), "disabled", False)
+        monkeypatch.setattr(logging.getLogger(name), "propagate", True)
     journal = str(tmp_path / "optuna.journal")
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(journal))
     victim = tmp_path / "victim"
