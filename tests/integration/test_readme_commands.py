@@ -16,6 +16,7 @@ Not exercised: `make install` is asked with its install stamp taken as up to dat
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -188,7 +189,8 @@ def run_server(sandbox: Path, block: ShellBlock, port: int) -> str | None:
             problem = f"{block} did not answer on port {port}"
             break
         time.sleep(0.3)
-    os.killpg(process.pid, signal.SIGINT)
+    with contextlib.suppress(ProcessLookupError):  # it may have stopped by itself: say why below
+        os.killpg(process.pid, signal.SIGINT)
     if not _group_gone(process, STOP_TIMEOUT):
         left = subprocess.run(
             ["ps", "-o", "pid,ppid,stat,etime,args", "-g", str(process.pid)],
