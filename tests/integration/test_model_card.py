@@ -76,7 +76,7 @@ def test_card_round_trips_through_plain_data_and_builds_its_net() -> None:
     assert card.to_dict() == data
     net = card.build_net()
     assert net.fc1.out_features == 16 and net.fc2.out_features == 10
-    assert set(NETS) == {"seed_cnn", "bn_cnn"}
+    assert set(NETS) == {"seed_cnn", "bn_cnn", "bn_cnn_ensemble"}
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from torch import nn
 from emnist_lightning.config_checks import validate_config
 from emnist_lightning.errors import ConfigError, ModelFileError
 from emnist_lightning.models.card import ModelCard
-from emnist_lightning.models.nets import DROPOUT, NETS, register
+from emnist_lightning.models.nets import DROPOUT, NETS, BatchNormCNNEnsemble, register
 from emnist_lightning.training.run import train
 
 
@@ -67,3 +67,32 @@ def test_a_registered_net_trains_and_loads_by_name(make_train_cfg, tmp_path) -> 
             validate_config(make_train_cfg("~model.net", "+model.net={name: tiny, scale: 2}"))
     finally:
         NETS.pop("tiny", None)
+
+
+def test_an_ensemble_trains_each_member_on_its_own_loss_and_predicts_their_mean(
+    make_train_cfg, tmp_path
+) -> None:
+    net = BatchNormCNNEnsemble(num_classes=5, members=3, widths=(4, 8), fc1_neurons=8)
+    images = torch.rand(6, 1, 28, 28)
+    net.train()
+    assert net(images).shape == (18, 5) and net.outputs_per_image == 3
+    net.eval()
+    members = torch.stack([m(images).log_softmax(1) for m in net.members])
+    assert net.outputs_per_image == 1
+    torch.testing.assert_close(net(images), members.mean(0))
+    # A real run: the classifier repeats the labels per member, and every member learns.
+    cfg = make_train_cfg(
+        "model=bn_cnn_ensemble",
+        "model.net.widths=[4,8]",
+        "model.net.fc1_neurons=8",
+        "trainer.max_epochs=1",
+        "logger=none",
+        output_dir=tmp_path / "run",
+    )
+    train(cfg)
+    saved = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    card = ModelCard.from_dict(saved["model_card"], "last.ckpt")
+    assert (card.net, card.net_params["members"]) == ("bn_cnn_ensemble", 2)
+    weights = {k: v for k, v in saved["state_dict"].items() if k.endswith("classifier.6.weight")}
+    first, second = weights.values()
+    assert len(weights) == 2 and not torch.equal(first, second)

@@ -10,25 +10,30 @@ import torch
 from torch import nn
 
 from emnist_lightning.errors import ConfigError
-from emnist_lightning.models.nets import BatchNormCNN, SeedCNN
+from emnist_lightning.models.nets import BatchNormCNN, BatchNormCNNEnsemble, SeedCNN
 from emnist_lightning.models.optimizers import MuonWithAdamW
 
 
 @pytest.mark.parametrize(
     ("net", "hidden"),
     [
-        (SeedCNN(), "fc1.weight"),
-        (BatchNormCNN(widths=(4, 8), fc1_neurons=8), "classifier.2.weight"),
+        (SeedCNN(), ["fc1.weight"]),
+        (BatchNormCNN(widths=(4, 8), fc1_neurons=8), ["classifier.2.weight"]),
+        # Each member's output layer stays with AdamW, not only the last one.
+        (
+            BatchNormCNNEnsemble(members=2, widths=(4, 8), fc1_neurons=8),
+            ["members.0.classifier.2.weight", "members.1.classifier.2.weight"],
+        ),
     ],
 )
 def test_muon_trains_the_hidden_matrix_and_adamw_everything_else(
-    net: nn.Module, hidden: str
+    net: nn.Module, hidden: list[str]
 ) -> None:
     names = {id(p): name for name, p in net.named_parameters()}
     optimizer = MuonWithAdamW(net.parameters(), lr=0.01)
-    assert [names[id(p)] for p in optimizer.muon.param_groups[0]["params"]] == [hidden]
+    assert [names[id(p)] for p in optimizer.muon.param_groups[0]["params"]] == hidden
     in_adamw = {names[id(p)] for p in optimizer.adamw.param_groups[0]["params"]}
-    assert in_adamw == set(names.values()) - {hidden}
+    assert in_adamw == set(names.values()) - set(hidden)
     before = {name: p.detach().clone() for name, p in net.named_parameters()}
     net(torch.rand(8, 1, 28, 28)).logsumexp(1).mean().backward()
     optimizer.step()

@@ -180,6 +180,9 @@ class CharacterClassifier(L.LightningModule):
     ) -> torch.Tensor:
         images, labels = batch
         logits = self(images)
+        # An ensemble returns each member's logits, stacked member by member: each member is
+        # trained on its own loss (nets.BatchNormCNNEnsemble).
+        labels = labels.repeat(getattr(self.model.net, "outputs_per_image", 1))
         loss = self._loss(logits, labels)
         # Per-step logging turns the loss into a Python float every step (a host sync and
         # bookkeeping); log_every_step=false keeps only the epoch mean.

@@ -25,6 +25,7 @@ DROPOUT = number(0.0, 1.0, open_high=True)
 # Caps keep a hostile model file from allocating gigabytes before its weights are checked.
 NEURONS = whole(1, 4096)
 CHANNELS = whole_list(2, 1, 256)
+MEMBERS = whole(1, 8)
 
 
 @dataclass(frozen=True)
@@ -168,3 +169,38 @@ class BatchNormCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
+
+
+@register("bn_cnn_ensemble", members=MEMBERS, widths=CHANNELS, fc1_neurons=NEURONS, dropout=DROPOUT)
+class BatchNormCNNEnsemble(nn.Module):
+    """Several BatchNormCNNs trained side by side, each on its own loss; they predict together.
+
+    Members differ only in their random start, and their mistakes differ enough that the
+    average of their log-probabilities beats any one of them. In training the net returns every
+    member's logits stacked member by member, (members * B, classes), so that the classifier
+    trains each on its own loss (`outputs_per_image`); otherwise the average, (B, classes), so
+    every predictor, evaluator and exporter sees one ordinary net.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 47,
+        members: int = 2,
+        widths: tuple[int, int] = (24, 48),
+        fc1_neurons: int = 256,
+        dropout: float = 0.3,
+    ) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(
+            BatchNormCNN(num_classes, widths, fc1_neurons, dropout) for _ in range(members)
+        )
+
+    @property
+    def outputs_per_image(self) -> int:
+        return len(self.members) if self.training else 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = torch.stack([member(x) for member in self.members])
+        if self.training:
+            return logits.flatten(0, 1)
+        return logits.float().log_softmax(dim=-1).mean(dim=0)

@@ -46,7 +46,8 @@ class _JointState(MutableMapping):
 
 
 class MuonWithAdamW(torch.optim.Optimizer):
-    """Muon on every 2-D parameter but the last (the output layer); AdamW on the others
+    """Muon on every 2-D parameter but the output layers (the last, and any shaped like it:
+    an ensemble's members each have one); AdamW on the others
     (convolution kernels are 4-D, so in this project's CNNs Muon trains the hidden fully
     connected layer).
 
@@ -68,7 +69,10 @@ class MuonWithAdamW(torch.optim.Optimizer):
         params = list(params)
         if not params or not all(isinstance(p, torch.Tensor) for p in params):
             raise ConfigError("MuonWithAdamW takes a flat list of parameters (no groups)")
-        matrices = [p for p in params if p.ndim == 2][:-1]
+        # The output layer is the last 2-D parameter; an ensemble has one per member, each
+        # shaped like the last.
+        two_d = [p for p in params if p.ndim == 2]
+        matrices = [p for p in two_d if two_d and p.shape != two_d[-1].shape]
         if not matrices:
             raise ConfigError(
                 "MuonWithAdamW: the net has no hidden weight matrix for Muon: use torch.optim.AdamW"
