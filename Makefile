@@ -8,7 +8,8 @@
 #   make export    ONNX + the seed-style state_dict
 #   make serve     the drawing page and API on the newest run's best model (trains a quick one
 #                  first when there is none); server overrides: ARGS="port=8080"
-#   make test      the default test suite;  make test-all  every test;  make lint  ruff
+#   make test      the default test suite (under 8 minutes);  make test-slow  the slow tests;
+#   make test-all  every test;  make lint  ruff
 #   make docs      the manual (docs/) as a website in site/, links checked (--strict)
 VENV ?= .venv
 PYTHON ?= python3
@@ -23,7 +24,7 @@ ARGS ?=
 QUICK_ARGS ?= experiment=fast
 RUNS_DIR := logs/train/runs
 
-.PHONY: install train tune predict evaluate export serve test test-all lint docs clean
+.PHONY: install train tune predict evaluate export serve test test-slow test-all lint docs clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +59,9 @@ serve: install
 
 test: install
 	$(PY) -m pytest -m "not slow" $(ARGS)
+
+test-slow: install
+	$(PY) -m pytest -m slow $(ARGS)
 
 test-all: install
 	$(PY) -m pytest $(ARGS)

@@ -32,6 +32,7 @@ from helpers.configs import REPO
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) else None,
 )
+@pytest.mark.slow
 def test_a_bad_value_is_one_line_and_exit_2_leaving_no_run_folder(
     command: list[str], message: str, tmp_path: Path
 ) -> None:

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from helpers.emnist_fixtures import write_emnist_fixture
 
 from emnist_lightning.training.run import train
@@ -12,6 +13,7 @@ from emnist_lightning.training.run import train
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_benchmark_runs_every_recipe_and_writes_table_and_plot(tmp_path: Path) -> None:
     data = write_emnist_fixture(tmp_path / "data", train_per_class=8, test_per_class=2)
     out = tmp_path / "results"
@@ -73,6 +75,7 @@ def test_benchmark_runs_every_recipe_and_writes_table_and_plot(tmp_path: Path) -
     assert (tmp_path / "published" / "results.md").read_text() == table
 
 
+@pytest.mark.slow
 def test_validation_scores_prints_plain_and_shifted_rows(
     make_train_cfg, tiny_emnist: Path, tmp_path: Path
 ) -> None:

@@ -35,6 +35,7 @@ def _build_all(cfg) -> None:
 @pytest.mark.parametrize(
     "group", ["model", "callbacks", "logger", "experiment", "debug", "data/augment"]
 )
+@pytest.mark.slow
 def test_every_option_of_a_group_composes_and_instantiates(make_train_cfg, group: str) -> None:
     options = _options(group)
     assert options, f"conf/{group} is empty"
@@ -89,6 +90,7 @@ def test_invalid_values_fail_before_training_naming_the_key(
     assert not (Path(cfg.paths.output_dir) / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_command_line_prints_one_error_line_and_exits_2(tiny_emnist: Path, tmp_path: Path) -> None:
     result = subprocess.run(
         [

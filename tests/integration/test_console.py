@@ -64,6 +64,7 @@ def test_train_without_a_terminal_prints_one_line_per_epoch(trained) -> None:
     assert all("val/acc " in line and "train/loss " in line for line in epochs)
 
 
+@pytest.mark.slow
 def test_export_says_what_it_exported_and_nothing_of_the_exporter(trained, tmp_path) -> None:
     logs, _ = trained
     out = tmp_path / "export"
@@ -79,6 +80,7 @@ def test_export_says_what_it_exported_and_nothing_of_the_exporter(trained, tmp_p
     assert read_provenance(out / "model.onnx") == read_provenance(Path(exported[9:-1]))
 
 
+@pytest.mark.slow
 def test_predict_names_the_model_it_uses_first_and_prints_nothing_twice(trained, tmp_path) -> None:
     logs, _ = trained
     data = next(logs.parent.glob("data"))

@@ -138,6 +138,7 @@ def test_processes_lightning_starts_resume_what_their_launcher_resolved(
 
 
 # -- end to end ------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_ddp_on_two_cpu_processes_writes_one_run_with_single_process_test_figures(
     tmp_path: Path,
 ) -> None:
@@ -270,6 +271,7 @@ def _train_on_two_local_nodes(common: list[str], run_dir: Path) -> None:
         assert agent.returncode == 0, output[-3000:]
 
 
+@pytest.mark.slow
 def test_ddp_resumed_after_a_launcher_kill_ends_equal_to_a_straight_run_on_two_nodes(
     tmp_path: Path,
 ) -> None:

@@ -387,6 +387,7 @@ def test_hostile_checkpoints_cannot_be_resumed(hostile: dict, make_train_cfg) ->
 
 
 @pytest.mark.parametrize("script", ["predict.py", "evaluate.py", "export.py", "train.py"])
+@pytest.mark.slow
 def test_entry_points_refuse_a_hostile_file_with_one_line_and_exit_2(
     script: str, hostile: dict, data_dir: Path, tmp_path: Path
 ) -> None:
@@ -411,6 +412,7 @@ def _poisoned(weights: dict) -> dict:
     return {**weights, name: torch.full_like(weights[name], float("nan"))}
 
 
+@pytest.mark.slow
 def test_nan_weights_are_refused_in_one_line_in_every_model_format(
     run_dir: Path, tmp_path: Path
 ) -> None:

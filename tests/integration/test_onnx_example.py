@@ -48,6 +48,7 @@ def onnx_file(proxy_trained_run: Path, tmp_path_factory: pytest.TempPathFactory)
 
 
 @pytest.mark.proxy
+@pytest.mark.slow
 def test_the_metadata_states_the_input_and_needs_nothing_applied(onnx_file: Path) -> None:
     import onnxruntime
 

@@ -122,6 +122,7 @@ def test_predict_cli_predicts_good_images_and_reports_bad_ones(
 
 
 @pytest.mark.proxy
+@pytest.mark.slow
 def test_random_test_grid_from_the_seed_state_dict(trained_run: Path, tmp_path: Path) -> None:
     result = _predict_cli(
         f"ckpt_path={trained_run / 'character_recognition.torch'}",
@@ -138,6 +139,7 @@ def test_random_test_grid_from_the_seed_state_dict(trained_run: Path, tmp_path: 
 
 
 @pytest.mark.proxy
+@pytest.mark.slow
 def test_model_of_another_class_count_is_refused_in_one_line(
     trained_run: Path, tmp_path: Path
 ) -> None:
@@ -172,6 +174,7 @@ def test_state_dict_with_a_mismatched_model_card_is_refused(
 
 
 @pytest.mark.proxy
+@pytest.mark.slow
 def test_export_and_evaluate_commands_work_on_the_newest_run(
     trained_run: Path, tmp_path: Path
 ) -> None:

@@ -249,6 +249,7 @@ def run_block(root: Path, block: ShellBlock, port: int) -> str | None:
     return problem
 
 
+@pytest.mark.slow
 def test_every_readme_command_block_runs_as_written_on_tiny_data(sandbox) -> None:
     root, data = sandbox
     port = free_port()

@@ -57,6 +57,7 @@ def _one_error_line(result: subprocess.CompletedProcess) -> str:
     ],
     ids=["val_fraction", "one_cycle"],
 )
+@pytest.mark.slow
 def test_a_run_refused_once_fitting_starts_leaves_no_run_folder(
     overrides: list[str], message: str, tiny_emnist: Path, tmp_path: Path
 ) -> None:

@@ -66,6 +66,7 @@ def _one_error_line(result: subprocess.CompletedProcess) -> str:
 
 
 # -- run folders and checkpoint folders ------------------------------------------------------
+@pytest.mark.slow
 def test_two_runs_started_at_once_get_their_own_folders(tiny_emnist: Path, tmp_path: Path) -> None:
     command = [
         sys.executable,
@@ -107,6 +108,7 @@ def _slow_run_command(data: Path, logs: Path, *extra: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_resuming_a_run_that_is_still_training_is_refused_until_it_is_gone(
     tmp_path: Path,
 ) -> None:
@@ -154,6 +156,7 @@ def test_resuming_a_run_that_is_still_training_is_refused_until_it_is_gone(
 
 
 @pytest.mark.parametrize("point", ["before-3", "after-3", "before-4", "after-4"])
+@pytest.mark.slow
 def test_a_kill_at_any_checkpoint_write_leaves_last_and_best_consistent(
     point: str, tiny_emnist: Path, tmp_path: Path
 ) -> None:
@@ -400,6 +403,7 @@ def open_tmp_path(tmp_path: Path):
     shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_unwritable_log_and_checkpoint_folders_are_one_line_each(
     tiny_emnist: Path, open_tmp_path: Path
 ) -> None:
@@ -475,6 +479,7 @@ def test_predict_refuses_bad_values_in_one_line(
         predict(cfg)
 
 
+@pytest.mark.slow
 def test_evaluate_refuses_an_unknown_split_in_one_line(tmp_path: Path) -> None:
     result = _cli("evaluate.py", "data.split=everything", f"hydra.run.dir={tmp_path / 'out'}")
     line = _one_error_line(result)
@@ -482,6 +487,7 @@ def test_evaluate_refuses_an_unknown_split_in_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_train_refuses_an_out_of_range_value_leaving_no_run_folder(
     tiny_emnist: Path, tmp_path: Path
 ) -> None:

@@ -99,6 +99,7 @@ def _png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.slow
 def test_page_static_files_health_and_docs_are_served(server: Server) -> None:
     page = request(server.url, method="GET")
     assert page.status == 200 and page.headers["content-type"].startswith("text/html")
@@ -393,6 +394,7 @@ def test_settings_the_server_cannot_start_with_are_refused(
     ],
     ids=["missing file", "no trained run"],
 )
+@pytest.mark.slow
 def test_serve_stops_at_start_in_one_line(
     overrides: tuple[str, ...], message: str, tmp_path: Path
 ) -> None:
@@ -402,6 +404,7 @@ def test_serve_stops_at_start_in_one_line(
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
 
 
+@pytest.mark.slow
 def test_a_bad_model_file_or_a_busy_port_stops_serve_in_one_line(
     server: Server, logs: Path, tmp_path: Path
 ) -> None:
@@ -419,6 +422,7 @@ def test_a_bad_model_file_or_a_busy_port_stops_serve_in_one_line(
     assert len(lines) == 1 and f"cannot listen on 127.0.0.1:{server.port}" in lines[0], lines
 
 
+@pytest.mark.slow
 def test_load_script_reports_every_level_against_predict_py(server: Server) -> None:
     result = subprocess.run(
         [

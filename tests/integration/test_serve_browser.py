@@ -211,6 +211,7 @@ def _predict_requests(page) -> list[str]:
     return requests
 
 
+@pytest.mark.slow
 def test_undo_removes_the_last_stroke_and_reads_the_rest_again(browser, server: Server) -> None:
     from playwright.sync_api import expect
 

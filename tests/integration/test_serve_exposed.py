@@ -62,6 +62,7 @@ def scrape(server: Server, key: str | None = KEY) -> dict[tuple[str, tuple], flo
     }
 
 
+@pytest.mark.slow
 def test_the_api_key_guards_predict_and_metrics_but_not_the_page(
     server: Server, tmp_path: Path
 ) -> None:

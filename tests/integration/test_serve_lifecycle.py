@@ -105,6 +105,7 @@ def _closed_by_server(client: socket.socket) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_slow_clients_are_cut_off_and_capped(shared: Server, png: bytes) -> None:
     server = shared  # read_timeout=2, max_connections=8
     slow_headers = [
@@ -203,6 +204,7 @@ def _alive(url: str) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_a_killed_http_process_stops_the_server_in_one_line(started) -> None:
     process, log, url = started
     os.kill(_processes(log)["http"], signal.SIGKILL)
@@ -213,6 +215,7 @@ def test_a_killed_http_process_stops_the_server_in_one_line(started) -> None:
     _wait_for(lambda: _group_gone(process.pid), 10)  # no orphan
 
 
+@pytest.mark.slow
 def test_a_killed_serve_py_takes_every_process_along(started) -> None:
     process, log, url = started
     pids = _processes(log)

@@ -48,6 +48,7 @@ def server(digits_model: Path) -> Iterator[Server]:
         yield server
 
 
+@pytest.mark.slow
 def test_info_names_the_classes_and_top_k_the_answers_use(server: Server, tmp_path: Path) -> None:
     model = request(server.url + "info", method="GET").body["model"]
     assert model["classes"] == list("0123456789") and model["top_k"] == 3

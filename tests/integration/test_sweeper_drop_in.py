@@ -82,12 +82,14 @@ def test_a_generic_app_sweeps_with_fixed_values_deletions_and_the_official_defau
 
 
 @pytest.mark.parametrize("returns", ["float32", "tensor"])
+@pytest.mark.slow
 def test_any_value_float_takes_is_a_result(returns, tmp_path) -> None:
     _ok(_sphere(tmp_path, f"returns={returns}", "hydra.sweeper.n_trials=3"))
     assert _results(tmp_path)["trials"] == {"COMPLETE": 3}
 
 
 @pytest.mark.parametrize("returns", ["pair", "list"])
+@pytest.mark.slow
 def test_several_objectives_write_their_pareto_front(returns, tmp_path) -> None:
     output = _ok(
         _sphere(

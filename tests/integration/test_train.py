@@ -193,6 +193,7 @@ def test_train_py_command_line_trains_tests_and_reports(tiny_emnist: Path, tmp_p
     assert (run / ".hydra" / "overrides.yaml").is_file()
 
 
+@pytest.mark.slow
 def test_kill_9_mid_training_leaves_a_loadable_last_checkpoint_that_resumes(tmp_path: Path) -> None:
     data = write_emnist_fixture(tmp_path / "data", train_per_class=60, test_per_class=2)
     common = [

@@ -147,6 +147,7 @@ def test_bad_trials_are_pruned_and_stop_early(sweep_data, tmp_path) -> None:
     assert all(float(r["model.lr"]) in (1e-7, 0.005) for r in rows)
 
 
+@pytest.mark.slow
 def test_killed_sweep_resumes_keeping_finished_trials(sweep_data, tmp_path) -> None:
     cmd = _tune_cmd(
         sweep_data,
@@ -192,6 +193,7 @@ def test_killed_sweep_resumes_keeping_finished_trials(sweep_data, tmp_path) -> N
     assert len(_trials(sweep)) == 4
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_study_without_losing_or_repeating_trials(
     sweep_data, tmp_path
 ) -> None:
@@ -295,6 +297,7 @@ def test_a_planted_trial_in_the_sweeps_journal_never_reaches_the_retrain(
     assert not any(t.startswith("os.") for t in targets(OmegaConf.create(resolved)))
 
 
+@pytest.mark.slow
 def test_a_multi_objective_sweep_writes_its_pareto_front_and_a_picked_trials_experiment(
     sweep_data, tmp_path
 ) -> None:

@@ -104,6 +104,7 @@ def _wait_for(condition, what: str, timeout: float = 300) -> None:
         time.sleep(0.3)
 
 
+@pytest.mark.slow
 def test_three_postgres_workers_run_exactly_n_trials_and_a_killed_ones_trial_fails(
     postgres, tiny_emnist, tmp_path
 ) -> None:
@@ -176,6 +177,7 @@ def test_three_postgres_workers_run_exactly_n_trials_and_a_killed_ones_trial_fai
     assert len(rows) == n_trials and sum(r["state"] == "FAIL" for r in rows) == 1
 
 
+@pytest.mark.slow
 def test_joblib_launcher_runs_two_trials_at_once_with_a_share_of_the_cores(
     tiny_emnist, tmp_path
 ) -> None:
@@ -210,6 +212,7 @@ def test_joblib_launcher_runs_two_trials_at_once_with_a_share_of_the_cores(
     assert "joblib" in result.stderr + result.stdout
 
 
+@pytest.mark.slow
 def test_submitit_local_launcher_runs_trials_as_separate_jobs(tmp_path) -> None:
     result = subprocess.run(
         [

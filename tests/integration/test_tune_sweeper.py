@@ -97,6 +97,7 @@ BAD_SWEEPS = {
 
 
 @pytest.mark.parametrize("case", list(BAD_SWEEPS))
+@pytest.mark.slow
 def test_bad_sweep_settings_are_one_line_errors_before_any_trial(case, tmp_path) -> None:
     overrides, message = BAD_SWEEPS[case]
     result = subprocess.run(
@@ -179,6 +180,7 @@ def test_sampler_and_pruner_choices_work_from_the_command_line(tmp_path) -> None
 
 
 @pytest.mark.parametrize("storage", ["default journal", "sqlite:///study.db"])
+@pytest.mark.slow
 def test_trials_find_the_study_when_jobs_run_in_their_own_folder(storage, tmp_path) -> None:
     """hydra.job.chdir=true with a relative sweep folder and a relative storage path."""
     overrides = [] if storage == "default journal" else [f"hydra.sweeper.storage={storage}"]
@@ -189,6 +191,7 @@ def test_trials_find_the_study_when_jobs_run_in_their_own_folder(storage, tmp_pa
     assert (tmp_path / ("sweep/optuna.journal" if overrides == [] else "study.db")).is_file()
 
 
+@pytest.mark.slow
 def test_the_experiment_config_keeps_the_overrides_the_best_trial_ran_with(tmp_path) -> None:
     """tune.py's results_callback, on a task that is not ours: it writes tuned.yaml from the
     overrides the best trial ran with, also when a later run had others."""

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 import torch
 from helpers.configs import compose_config
 from hydra.utils import instantiate
@@ -47,6 +48,7 @@ def test_pens_augmentation_is_affine_then_elastic_then_stroke_width(tmp_path: Pa
     assert augment(_bars(8)).shape == (8, 1, 28, 28)
 
 
+@pytest.mark.slow
 def test_a_training_run_with_the_pens_augmentation_completes(make_train_cfg) -> None:
     metrics = train(make_train_cfg("data/augment=pens", "trainer.max_epochs=3"))
     assert metrics["global_step"] == 27 and 0 < metrics["test/loss"] < 10

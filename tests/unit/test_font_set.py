@@ -22,6 +22,7 @@ from emnist_lightning.inference.preprocess import load_character, stroke_width
 CAPS_ONLY, WITH_LOWERCASE = "Humor-Sans.ttf", "Breip.ttf"
 
 
+@pytest.mark.slow
 def test_each_font_draws_its_classes_with_both_pens_and_polarities(tmp_path: Path) -> None:
     fonts = require_hand_fonts((CAPS_ONLY, WITH_LOWERCASE))
     samples = read_font_set(write_font_set(tmp_path, fonts))

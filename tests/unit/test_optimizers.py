@@ -85,3 +85,30 @@ def test_parameter_groups_added_later_are_refused() -> None:
     optimizer = MuonWithAdamW(SeedCNN().parameters(), lr=0.01)
     with pytest.raises(ConfigError, match="cannot take parameter groups after it is built"):
         optimizer.add_param_group({"params": [nn.Parameter(torch.zeros(2))]})
+
+
+def test_the_float32_newton_schulz_step_matches_torchs_muon(monkeypatch) -> None:
+    """Where bfloat16 is emulated the iteration runs in float32: the same step as torch's
+    bfloat16 one up to bfloat16's rounding, with state that either optimizer resumes."""
+    import emnist_lightning.models.optimizers as optimizers
+
+    monkeypatch.setattr(optimizers, "cpu_has_native_bf16", lambda: False)
+    torch.manual_seed(0)
+    ours_weight = nn.Parameter(torch.randn(64, 300) * 0.05)
+    torchs_weight = nn.Parameter(ours_weight.detach().clone())
+    settings = {"lr": 0.02, "weight_decay": 0.01, "adjust_lr_fn": "match_rms_adamw"}
+    ours = optimizers.CpuFriendlyMuon([ours_weight], **settings)
+    theirs = torch.optim.Muon([torchs_weight], **settings)
+    start = ours_weight.detach().clone()
+    for _ in range(3):
+        grad = torch.randn(64, 300)
+        ours_weight.grad, torchs_weight.grad = grad.clone(), grad.clone()
+        ours.step()
+        theirs.step()
+    moved, difference = start - ours_weight, ours_weight - torchs_weight
+    assert moved.norm() > 0.1
+    assert difference.norm() < 0.05 * moved.norm()
+    theirs.load_state_dict(ours.state_dict())
+    torch.testing.assert_close(
+        theirs.state[torchs_weight]["momentum_buffer"], ours.state[ours_weight]["momentum_buffer"]
+    )

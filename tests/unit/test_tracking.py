@@ -76,6 +76,7 @@ def test_mlflow_logger_records_params_and_metrics_offline(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fetched", "run"]
 
 
+@pytest.mark.slow
 def test_an_export_of_a_tracked_run_joins_its_mlflow_run(
     make_train_cfg, tmp_path: Path, monkeypatch
 ) -> None:
