@@ -312,3 +312,30 @@ def test_the_sweeper_plugin_imports_nothing_of_this_project() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_the_trials_of_one_worker_share_one_database_storage(tmp_path, monkeypatch) -> None:
+    """Each database storage holds a pool of connections for the process's life: the trials
+    a worker runs in-process must reuse one (PostgreSQL ran out of connections otherwise)."""
+    from hydra_plugins.optuna_pruning_sweeper import _storage
+    from hydra_plugins.optuna_pruning_sweeper.trial import _load_trial, _trial_storage
+
+    opened = []
+    monkeypatch.setattr(
+        _storage, "open_storage", lambda spec: opened.append(spec) or open_storage(spec)
+    )
+    _trial_storage.cache_clear()
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="shared", storage=url)
+    first, second = study.ask().number, study.ask().number
+    hydra_cfg = OmegaConf.create(
+        {
+            "sweeper": {"study_name": "shared", "storage": url, "pruner": None},
+            "sweep": {"dir": str(tmp_path)},
+            "runtime": {"cwd": str(tmp_path)},
+        }
+    )
+    trials = [_load_trial(hydra_cfg, number) for number in (first, second)]
+    assert [t.number for t in trials] == [first, second]
+    assert opened == [url]

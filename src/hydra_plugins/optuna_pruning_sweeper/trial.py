@@ -15,10 +15,12 @@ imports this module at every start.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import optuna
+    from optuna.storages import BaseStorage
 
 # User attributes the sweeper sets on each trial.
 WORKER_ATTR = "worker"  # host:pid of the sweeper that asked it (information only)
@@ -50,14 +52,14 @@ def current_trial(cfg: Any) -> optuna.Trial | None:
 def _load_trial(hydra_cfg: Any, number: int) -> optuna.Trial:
     import optuna
 
-    from ._storage import DEFAULT_STUDY_NAME, open_storage, storage_spec
+    from ._storage import DEFAULT_STUDY_NAME, storage_spec
     from ._study import component_config
 
     sweeper = hydra_cfg.sweeper
     study_name = sweeper.get("study_name") or DEFAULT_STUDY_NAME
     spec = storage_spec(sweeper.get("storage"), hydra_cfg.sweep.dir, hydra_cfg.runtime.cwd)
     pruner_cfg = component_config(sweeper.get("pruner"), "pruner")
-    storage = open_storage(spec)
+    storage = _trial_storage(spec)
     study = optuna.load_study(study_name=study_name, storage=storage)
     if len(study.directions) == 1 and pruner_cfg:
         from hydra.utils import instantiate
@@ -71,3 +73,14 @@ def _load_trial(hydra_cfg: Any, number: int) -> optuna.Trial:
 def is_multi_objective(trial: optuna.Trial) -> bool:
     """Optuna cannot prune trials of several objectives (report/should_prune refuse)."""
     return len(trial.study.directions) > 1
+
+
+@lru_cache(maxsize=8)
+def _trial_storage(spec: str) -> BaseStorage:
+    """One storage per study location in each process: a database storage holds a pool of
+    connections for the life of the process, so opening one per trial made a worker of many
+    in-process trials hold ever more (PostgreSQL refused the 55th trial of three workers with
+    "too many clients")."""
+    from ._storage import open_storage
+
+    return open_storage(spec)
