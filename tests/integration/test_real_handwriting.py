@@ -37,6 +37,7 @@ def test_a_few_hundred_steps_on_real_handwriting_learn_far_above_chance(
 
 
 @pytest.mark.proxy
+@pytest.mark.slow
 def test_handwriting_fonts_are_read_and_hairlines_as_well_as_the_fonts_own_pens(
     proxy_trained_run: Path, font_samples, monkeypatch: pytest.MonkeyPatch
 ) -> None:

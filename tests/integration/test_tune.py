@@ -124,6 +124,7 @@ def test_sweep_writes_every_result_and_its_printed_retrain_command_works(
     assert "test/acc" in retrain.stderr + retrain.stdout
 
 
+@pytest.mark.slow
 def test_bad_trials_are_pruned_and_stop_early(sweep_data, tmp_path) -> None:
     _run(
         _tune_cmd(

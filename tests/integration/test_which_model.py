@@ -62,6 +62,7 @@ def _newer_copy(run: Path, name: str, status: str | None) -> Path:
     return copy
 
 
+@pytest.mark.slow
 def test_a_finished_run_records_its_status_and_each_checkpoint_its_training(
     finished_run: Path,
 ) -> None:

@@ -102,6 +102,7 @@ def test_an_export_of_a_tracked_run_joins_its_mlflow_run(
     assert not (tmp_path / "logs").exists()  # no second, empty store where export ran
 
 
+@pytest.mark.slow
 def test_tensorboard_hparams_record_holds_hyperparameters_and_final_metrics(
     make_train_cfg, tmp_path: Path
 ) -> None:
