@@ -65,8 +65,8 @@ class CpuFriendlyMuon(torch.optim.Muon):
     """torch.optim.Muon, with its Newton-Schulz iteration in float32 where bfloat16 is slow.
 
     torch runs the iteration in bfloat16. CPUs without native bfloat16 (AVX2, most laptops)
-    emulate it: a 256 x 2,352 matrix took 874 ms per step there against about 15 ms in float32,
-    77% of experiment=best's training time. Same state and settings as torch's, so checkpoints
+    emulate it: on an AVX2 CPU one iteration's products for a 256 x 2,352 matrix took 144 ms
+    in bfloat16 against 5 ms in float32, and the iteration 77% of experiment=best's training. Same state and settings as torch's, so checkpoints
     of either resume with the other; on GPUs and bfloat16 CPUs it is torch's step unchanged.
     """
 
@@ -124,7 +124,7 @@ class MuonWithAdamW(torch.optim.Optimizer):
         # The output layer is the last 2-D parameter; an ensemble has one per member, each
         # shaped like the last.
         two_d = [p for p in params if p.ndim == 2]
-        matrices = [p for p in two_d if two_d and p.shape != two_d[-1].shape]
+        matrices = [p for p in two_d if p.shape != two_d[-1].shape]
         if not matrices:
             raise ConfigError(
                 "MuonWithAdamW: the net has no hidden weight matrix for Muon: use torch.optim.AdamW"

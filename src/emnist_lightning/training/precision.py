@@ -3,9 +3,12 @@ and whether a run's accelerator setting means GPUs, which that choice and others
 
 from __future__ import annotations
 
+from functools import cache
+
 import torch
 
 
+@cache  # the hardware does not change; Muon's step asks on every step
 def cpu_has_native_bf16() -> bool:
     """True on CPUs with AVX512-BF16 or AMX, where oneDNN runs bf16 convolutions fast.
 
