@@ -4,7 +4,7 @@ EMNIST's test split only says how well a model reads EMNIST. What users draw or 
 cleaner and thinner, so this set renders every class of a split in handwriting fonts from
 Debian's font packages, black-on-white and white-on-black, off-centre, slightly rotated, with
 uneven light, camera blur, sensor noise and JPEG compression. It is never used for training;
-`score_font_set` reads it through `preprocess.load_character`, the path real images take.
+`score_font_set` reads it through `preprocess.load_views`, the path real images take.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from emnist_lightning.data.labels import split_info
 from emnist_lightning.errors import ImageInputError
-from emnist_lightning.inference.preprocess import load_character
+from emnist_lightning.inference.predictors import view_probabilities
+from emnist_lightning.inference.preprocess import load_views
 
 if TYPE_CHECKING:
     from emnist_lightning.inference.predictors import Predictor
@@ -279,10 +280,11 @@ class FontSetScore:
 def score_font_set(
     predictor: Predictor,
     samples: list[FontSample],
-    load: Callable[[Path], torch.Tensor] = load_character,
+    load: Callable[[Path], torch.Tensor] = load_views,
     batch_size: int = 512,
 ) -> FontSetScore:
-    """Accuracy of a predictor on the set, overall and per group; `load` prepares each file."""
+    """Accuracy of a predictor on the set, overall and per group; `load` prepares each file
+    as its views (V, 1, 28, 28) or one (1, 28, 28) input, probabilities averaged over views."""
     hits: list[bool] = []
     refused = 0
     confusions: Counter[tuple[str, str]] = Counter()
@@ -295,7 +297,7 @@ def score_font_set(
                 readable.append(True)
             except ImageInputError:  # what a user would get too: a miss
                 readable.append(False)
-        indices = predictor.probabilities(torch.stack(images)).argmax(dim=1) if images else []
+        indices = view_probabilities(predictor, images).argmax(dim=1) if images else []
         predicted = iter(list(indices))
         for sample, ok in zip(chunk, readable, strict=True):
             answer = predictor.class_names[int(next(predicted))] if ok else "refused"

@@ -16,11 +16,16 @@ from emnist_lightning.config_checks import validate_config
 from emnist_lightning.data.datamodule import test_split
 from emnist_lightning.data.labels import check_split_matches
 from emnist_lightning.errors import UserError
-from emnist_lightning.inference.predictors import Predictor, load_predictor, top_k
+from emnist_lightning.inference.predictors import (
+    Predictor,
+    load_predictor,
+    top_k,
+    view_probabilities,
+)
 from emnist_lightning.inference.preprocess import (
     IMAGE_SUFFIXES,
     expand_image_paths,
-    load_character,
+    load_views,
 )
 from emnist_lightning.inference.which_model import announce_model
 
@@ -45,13 +50,13 @@ def predict_files(
     images, kept = [], []
     for path in paths:
         try:
-            images.append(load_character(path))
+            images.append(load_views(path))
             kept.append(path)
         except UserError as exc:
             print(f"error: {exc}", file=sys.stderr)
             rows.append({"file": str(path), "error": str(exc)})
     if images:
-        ranked = top_k(predictor.probabilities(torch.stack(images)), predictor.class_names, k)
+        ranked = top_k(view_probabilities(predictor, images), predictor.class_names, k)
         for path, best in zip(kept, ranked, strict=True):
             others = ", ".join(f"{c} {p:.1%}" for c, p in best)
             print(f"{path}: '{best[0][0]}' {best[0][1]:.1%}  (top-{len(best)}: {others})")

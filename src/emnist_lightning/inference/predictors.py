@@ -41,6 +41,16 @@ def top_k(
     ]
 
 
+def view_probabilities(predictor: Predictor, views: list[torch.Tensor]) -> torch.Tensor:
+    """Per image, the model's probabilities averaged over its (V, 1, 28, 28) views
+    (preprocess.pen_width_views; a (1, 28, 28) input is one view): one forward pass for all
+    views of all images -> (N, C)."""
+    views = [v if v.dim() == 4 else v.unsqueeze(0) for v in views]
+    counts = [len(v) for v in views]
+    probabilities = predictor.probabilities(torch.cat(views))
+    return torch.stack([p.mean(dim=0) for p in probabilities.split(counts)])
+
+
 class TorchPredictor:
     """Runs a loaded PyTorch model on `device`; takes and returns CPU tensors."""
 

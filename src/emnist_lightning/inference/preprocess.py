@@ -33,10 +33,28 @@ INK_THRESHOLD = 0.5
 # Strokes are measured and re-drawn with the character's longer side at (at least) this many
 # pixels, about NIST's 128-pixel frame.
 WORK_SIDE = 112
-# EMNIST's pens: the 5th to 95th percentile of its stroke widths, as fractions of the
-# character's longer side, calibrated so that the 28x28 result has EMNIST's widths (twice the
-# ink over the outline: 2.0 to 4.4 pixels on the proxy training split, median 2.9).
-STROKE_RANGE = (0.072, 0.185)
+# EMNIST's pens: percentiles of its stroke widths, as fractions of the character's longer
+# side, calibrated so that the 28x28 result has EMNIST's widths (twice the ink over the
+# outline: 2.0 to 4.4 pixels from the 5th to the 95th percentile on the proxy training split,
+# median 2.9). The 5th and 95th were set on the font set (benchmarks/emnist_look.py), the
+# others on page-like drawings of training shapes (benchmarks/pen_width_views.py calibrate).
+EMNIST_PEN_WIDTHS = {
+    5: 0.072,
+    10: 0.086,
+    20: 0.098,
+    30: 0.108,
+    50: 0.123,
+    70: 0.140,
+    80: 0.152,
+    90: 0.169,
+    95: 0.185,
+}
+STROKE_RANGE = (EMNIST_PEN_WIDTHS[5], EMNIST_PEN_WIDTHS[95])
+# Pen-width views (pen_width_views): redrawn pens thinner than VIEWS_BELOW are read at these
+# pens, and the model's probabilities averaged.
+VIEW_PERCENTILES = (20, 50, 80)
+VIEW_WIDTHS = tuple(EMNIST_PEN_WIDTHS[p] for p in VIEW_PERCENTILES)
+VIEWS_BELOW = math.inf
 # EMNIST's blur: sigma 1 pixel of NIST's 128-pixel frame, in which a character's longer side
 # is typically about 64 pixels; at this value the 28x28 result has EMNIST's share of faint,
 # half-bright and saturated ink pixels.
@@ -185,16 +203,11 @@ def _dilate(mask: torch.Tensor, radius: float) -> torch.Tensor:
     return (F.conv2d(F.pad(mask, [reach] * 4), disk) > 0.5).float()
 
 
-def normalise_stroke_width(mask: torch.Tensor) -> torch.Tensor:
-    """Redraw a pen thinner or thicker than any EMNIST writer's at the nearest EMNIST width.
-
-    Widths (relative to the longer side) inside STROKE_RANGE are left as drawn: the model
-    learnt that variety. Outside it, the mask is dilated or eroded with a disk. The mask gets
-    a margin so that thickened strokes are not cut.
-    """
+def with_stroke_width(mask: torch.Tensor, target: float) -> torch.Tensor:
+    """The mask redrawn with strokes `target` of its longer side wide (dilated or eroded with
+    a disk). The mask gets a margin so that thickened strokes are not cut."""
     side = max(mask.shape[-2:])
     width = stroke_width(mask) / side
-    target = min(max(width, STROKE_RANGE[0]), STROKE_RANGE[1])
     if target == width:
         return mask
     # Dilating by r widens strokes by 2r and the character by 2r too: solve for the width
@@ -207,6 +220,17 @@ def normalise_stroke_width(mask: torch.Tensor) -> torch.Tensor:
         return _dilate(F.pad(mask, [margin] * 4), radius + 0.5)
     thinner = 1.0 - _dilate(1.0 - mask, -radius + 0.5)
     return thinner if thinner.any() else mask  # a pen too thick to thin: keep it as drawn
+
+
+def normalise_stroke_width(mask: torch.Tensor) -> torch.Tensor:
+    """Redraw a pen thinner or thicker than any EMNIST writer's at the nearest EMNIST width.
+
+    Widths (relative to the longer side) inside STROKE_RANGE are left as drawn: the model
+    learnt that variety. Outside it, the pen is set to the nearer bound.
+    """
+    width = stroke_width(mask) / max(mask.shape[-2:])
+    target = min(max(width, STROKE_RANGE[0]), STROKE_RANGE[1])
+    return mask if target == width else with_stroke_width(mask, target)
 
 
 def _gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -271,7 +295,11 @@ def to_emnist_frame(pixels: np.ndarray, source: str = "image") -> torch.Tensor:
 def redrawn_frame(pixels: np.ndarray, source: str = "image") -> torch.Tensor:
     """Any image redrawn as EMNIST was made: binarised, cropped, EMNIST's pen, blurred, centred."""
     mask = _ink_mask(light_ink_on_dark(pixels, source), source)
-    mask = normalise_stroke_width(mask)
+    return _emnist_frame(normalise_stroke_width(mask))
+
+
+def _emnist_frame(mask: torch.Tensor) -> torch.Tensor:
+    """A binary mask at its final pen -> (1, 28, 28): EMNIST's blur, centring and bicubic."""
     blurred = _gaussian_blur(mask, BLUR_SIGMA * max(mask.shape[-2:]))
     frame = Image.fromarray(_centred_in_frame(blurred), mode="F")
     small = np.asarray(frame.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BICUBIC))
@@ -280,9 +308,42 @@ def redrawn_frame(pixels: np.ndarray, source: str = "image") -> torch.Tensor:
     return torch.from_numpy(small.astype(np.float32)).unsqueeze(0)
 
 
+def pen_width_views(
+    pixels: np.ndarray,
+    source: str = "image",
+    widths: tuple[float, ...] = VIEW_WIDTHS,
+    below: float = VIEWS_BELOW,
+) -> torch.Tensor:
+    """(H, W) grayscale in [0, 1] -> (V, 1, 28, 28): the character at several EMNIST pens.
+
+    One pen width is a guess at which EMNIST writer drew it; a redrawn pen thinner than
+    `below` (of its longer side) is drawn once per width in `widths` and the model's
+    probabilities averaged over them (`predictors.view_probabilities`). EMNIST-form input and
+    other pens give one view, to_emnist_frame's. The middle view is the one to show or store.
+    """
+    if in_emnist_form(pixels) and float(pixels.max()) >= 0.1:
+        return to_emnist_frame(pixels, source)[None]
+    mask = _ink_mask(light_ink_on_dark(pixels, source), source)
+    if len(widths) < 2 or stroke_width(mask) / max(mask.shape[-2:]) >= below:
+        return _emnist_frame(normalise_stroke_width(mask))[None]
+    return torch.stack([_emnist_frame(with_stroke_width(mask, w)) for w in widths])
+
+
+def central_view(views: torch.Tensor) -> torch.Tensor:
+    """The (1, 28, 28) view to show a user or store with a correction: the middle pen's."""
+    return views[len(views) // 2]
+
+
+def load_views(source: ImageSource) -> torch.Tensor:
+    """Read one image as the model's inputs at EMNIST's pens: (V, 1, 28, 28), see
+    pen_width_views."""
+    return pen_width_views(load_grayscale(source), source=source_name(source))
+
+
 def load_character(source: ImageSource) -> torch.Tensor:
-    """Read one image (a path or a binary file object) as the model's input: (1, 28, 28) in [0, 1]."""
-    return to_emnist_frame(load_grayscale(source), source=source_name(source))
+    """Read one image (a path or a binary file object) as the input to show or store:
+    (1, 28, 28) in [0, 1], the central one of its pen-width views."""
+    return central_view(load_views(source))
 
 
 def expand_image_paths(entries: list[str]) -> list[Path]:

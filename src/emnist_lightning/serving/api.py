@@ -1,4 +1,4 @@
-"""The LitAPI: batches of prepared 28x28 inputs -> characters, probabilities and the input seen.
+"""The LitAPI: batches of prepared 28x28 views -> characters, probabilities and the input seen.
 
 Requests reach it already read, checked and preprocessed by `ingress.py` in the HTTP
 processes, so nothing here can fail for one request of a batch: LitServe answers a whole
@@ -20,28 +20,29 @@ import numpy as np
 import torch
 from PIL import Image
 
-from emnist_lightning.inference.predictors import load_predictor, top_k
-from emnist_lightning.inference.preprocess import IMAGE_SIZE
+from emnist_lightning.inference.predictors import load_predictor, top_k, view_probabilities
+from emnist_lightning.inference.preprocess import IMAGE_SIZE, central_view
 from emnist_lightning.models.look_alikes import look_alikes_to_offer
 from emnist_lightning.serving.lifecycle import Heartbeats, die_with_parent
 from emnist_lightning.serving.metrics import BATCH
 
 log = logging.getLogger(__name__)
 
-# The body the ingress hands to LitServe: the preprocessed input as base64 float32 bytes.
+# The body the ingress hands to LitServe: the preprocessed views (preprocess.load_views) as
+# base64 float32 bytes.
 INPUT_KEY = "input"
-INPUT_SHAPE = (1, IMAGE_SIZE, IMAGE_SIZE)
+VIEW_SHAPE = (1, IMAGE_SIZE, IMAGE_SIZE)
 
 
-def pack_input(image: torch.Tensor) -> dict[str, str]:
-    """(1, 28, 28) floats -> a JSON-able payload; exact, so predictions match predict.py's."""
-    data = image.to(torch.float32).contiguous().numpy().tobytes()
+def pack_input(views: torch.Tensor) -> dict[str, str]:
+    """(V, 1, 28, 28) floats -> a JSON-able payload; exact, so predictions match predict.py's."""
+    data = views.to(torch.float32).contiguous().numpy().tobytes()
     return {INPUT_KEY: base64.b64encode(data).decode("ascii")}
 
 
 def unpack_input(payload: dict[str, Any]) -> torch.Tensor:
     data = base64.b64decode(payload[INPUT_KEY])
-    return torch.from_numpy(np.frombuffer(data, dtype=np.float32).copy()).view(INPUT_SHAPE)
+    return torch.from_numpy(np.frombuffer(data, dtype=np.float32).copy()).view(-1, *VIEW_SHAPE)
 
 
 def png_base64(image: torch.Tensor) -> str:
@@ -97,17 +98,23 @@ class CharacterAPI(ls.LitAPI):
     def decode_request(self, request) -> torch.Tensor:
         return unpack_input(request)
 
-    def batch(self, inputs: list[torch.Tensor]) -> torch.Tensor:
-        return torch.stack(inputs)
+    def batch(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        # Requests may have different numbers of views: view_probabilities runs them all in
+        # one forward pass and averages each request's own.
+        return inputs
 
-    def predict(self, images: torch.Tensor) -> Any:
+    def predict(self, views: torch.Tensor | list[torch.Tensor]) -> Any:
         # With max_batch_size=1 LitServe passes single inputs and expects a single output.
-        single = images.dim() == len(INPUT_SHAPE)
-        batch = images.unsqueeze(0) if single else images
-        ranked = top_k(self.predictor.probabilities(batch), self.predictor.class_names, self.top_k)
+        single = isinstance(views, torch.Tensor)
+        batch = [views] if single else views
+        probabilities = view_probabilities(self.predictor, batch)
+        ranked = top_k(probabilities, self.predictor.class_names, self.top_k)
         if self._logger_queue is not None:  # metrics=true
             self.log(BATCH, len(batch))
-        outputs = [(image, best, len(batch)) for image, best in zip(batch, ranked, strict=True)]
+        outputs = [
+            (central_view(image), best, len(batch))
+            for image, best in zip(batch, ranked, strict=True)
+        ]
         return outputs[0] if single else outputs
 
     def unbatch(self, outputs: list[Any]) -> list[Any]:

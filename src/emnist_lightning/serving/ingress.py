@@ -13,8 +13,9 @@ import binascii
 import io
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import anyio
 import torch
@@ -27,7 +28,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from emnist_lightning.errors import UserError
-from emnist_lightning.inference.preprocess import load_character
+from emnist_lightning.inference.preprocess import load_character, load_views
 from emnist_lightning.json_input import JSONInputError, parse_json
 from emnist_lightning.serving.api import pack_input
 
@@ -196,10 +197,18 @@ def check_pixels(image: bytes, limits: Limits) -> None:
 
 
 def prepare(image: bytes, limits: Limits) -> torch.Tensor:
-    """predict.py's preprocessing, on the uploaded bytes: the (1, 28, 28) input the model sees."""
+    """The (1, 28, 28) input shown for the uploaded bytes (corrections store it)."""
+    return prepare_views(image, limits, load=load_character)
+
+
+def prepare_views(
+    image: bytes, limits: Limits, load: Callable[[BinaryIO], torch.Tensor] = load_views
+) -> torch.Tensor:
+    """predict.py's preprocessing, on the uploaded bytes: the (V, 1, 28, 28) views the model
+    reads."""
     check_pixels(image, limits)
     try:
-        return load_character(io.BytesIO(image))  # errors name it "image"
+        return load(io.BytesIO(image))  # errors name it "image"
     except UserError as exc:
         raise RequestError(422, str(exc)) from None
 
@@ -226,7 +235,7 @@ class ImageIngress:
         try:
             image = await read_image(scope, receive, self.limits)
             prepared = await anyio.to_thread.run_sync(
-                prepare, image, self.limits, limiter=self.limiter()
+                prepare_views, image, self.limits, limiter=self.limiter()
             )
         except RequestError as exc:
             await JSONResponse({"detail": exc.message}, status_code=exc.status)(
