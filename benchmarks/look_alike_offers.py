@@ -11,13 +11,12 @@ import argparse
 import io
 from pathlib import Path
 
-import torch
 from fine_tune_pens import pick
 from page_like import page_like_png
 
 from emnist_lightning.data.datamodule import load_split
-from emnist_lightning.inference.predictors import load_predictor, top_k
-from emnist_lightning.inference.preprocess import load_character
+from emnist_lightning.inference.predictors import load_predictor, top_k, view_probabilities
+from emnist_lightning.inference.preprocess import load_views
 from emnist_lightning.models.look_alikes import look_alikes_to_offer
 
 
@@ -30,12 +29,11 @@ def main() -> None:
     args = parser.parse_args()
     images, labels = load_split(args.data_dir, "balanced", train=False)
     chosen = pick(labels, args.per_class, seed=1)
-    inputs = torch.stack(
-        [load_character(io.BytesIO(page_like_png(images[int(i), 0].numpy()))) for i in chosen]
-    )
+    # Read as the server reads them: each drawing's pen-width views, probabilities averaged.
+    views = [load_views(io.BytesIO(page_like_png(images[int(i), 0].numpy()))) for i in chosen]
     truth = labels[chosen]
     predictor = load_predictor(args.model)
-    ranked = top_k(predictor.probabilities(inputs), predictor.class_names, args.top_k)
+    ranked = top_k(view_probabilities(predictor, views), predictor.class_names, args.top_k)
     names = predictor.class_names
     right = asked = right_when_asked = meant_offered = 0
     for best, label in zip(ranked, truth, strict=True):

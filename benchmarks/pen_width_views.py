@@ -53,6 +53,8 @@ CHOICES = {
     "3 views, thinner": ((20, 50, 80), True),
     "5 views, all": ((10, 30, 50, 70, 90), False),
     "5 views, thinner": ((10, 30, 50, 70, 90), True),
+    "3 thinner pens (5/20/50), all": ((5, 20, 50), False),
+    "3 thinner pens (5/20/50), thinner": ((5, 20, 50), True),
 }
 
 
@@ -104,7 +106,9 @@ def mask_of(pixels: np.ndarray) -> torch.Tensor | None:
     return _ink_mask(light_ink_on_dark(pixels), "image")
 
 
-def views_per_choice(files: list[bytes]) -> tuple[dict[str, list[torch.Tensor]], int]:
+def views_per_choice(
+    files: list[bytes], choices: list[str]
+) -> tuple[dict[str, list[torch.Tensor]], int]:
     """Each choice's views of every file (each pen drawn once), and how many redrawn pens
     are thinner than EMNIST's median."""
     median = EMNIST_PEN_WIDTHS[50]
@@ -120,7 +124,8 @@ def views_per_choice(files: list[bytes]) -> tuple[dict[str, list[torch.Tensor]],
         return cache[(i, pen)]
 
     inputs: dict[str, list[torch.Tensor]] = {}
-    for name, (percentiles, thinner) in CHOICES.items():
+    for name in choices:
+        percentiles, thinner = CHOICES[name]
         views = []
         for i, width in enumerate(drawn):
             if width is None:
@@ -142,7 +147,7 @@ def score(args: argparse.Namespace) -> None:
         sets["font set"] = ([s.path.read_bytes() for s in samples], [s.label for s in samples])
     predictors = {str(m): load_predictor(m) for m in args.model}
     for set_name, (files, truth) in sets.items():
-        inputs, thin = views_per_choice(files)
+        inputs, thin = views_per_choice(files, args.choice or list(CHOICES))
         print(f"\n{set_name}: {len(files)} images, {thin} redrawn pens thinner than the median")
         print("| model | " + " | ".join(inputs) + " |")
         print("| --- " * (len(inputs) + 1) + "|")
@@ -172,6 +177,7 @@ def main() -> None:
     sc.add_argument("--font-set", type=Path)
     sc.add_argument("--shapes", choices=("validation", "test"), default="validation")
     sc.add_argument("--per-class", type=int, default=10)
+    sc.add_argument("--choice", action="append", choices=list(CHOICES), help="default: all")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     calibrate(args) if args.command == "calibrate" else score(args)

@@ -50,9 +50,12 @@ EMNIST_PEN_WIDTHS = {
     95: 0.185,
 }
 STROKE_RANGE = (EMNIST_PEN_WIDTHS[5], EMNIST_PEN_WIDTHS[95])
-# Pen-width views (pen_width_views): redrawn pens thinner than VIEWS_BELOW are read at these
-# pens, and the model's probabilities averaged.
-VIEW_PERCENTILES = (20, 50, 80)
+# Pen-width views (pen_width_views): redrawn pens thinner than VIEWS_BELOW read at the pens
+# of these percentiles, the model's probabilities averaged. None: on the seed-1 font set and
+# page-like drawings of validation shapes no choice helped both the quick and the default
+# recipe's model (docs/using-a-model.md "Reading real pens"), so one view, as drawn or
+# clamped to STROKE_RANGE, is read.
+VIEW_PERCENTILES: tuple[int, ...] = ()
 VIEW_WIDTHS = tuple(EMNIST_PEN_WIDTHS[p] for p in VIEW_PERCENTILES)
 VIEWS_BELOW = math.inf
 # EMNIST's blur: sigma 1 pixel of NIST's 128-pixel frame, in which a character's longer side
@@ -311,16 +314,19 @@ def _emnist_frame(mask: torch.Tensor) -> torch.Tensor:
 def pen_width_views(
     pixels: np.ndarray,
     source: str = "image",
-    widths: tuple[float, ...] = VIEW_WIDTHS,
-    below: float = VIEWS_BELOW,
+    widths: tuple[float, ...] | None = None,
+    below: float | None = None,
 ) -> torch.Tensor:
     """(H, W) grayscale in [0, 1] -> (V, 1, 28, 28): the character at several EMNIST pens.
 
     One pen width is a guess at which EMNIST writer drew it; a redrawn pen thinner than
-    `below` (of its longer side) is drawn once per width in `widths` and the model's
-    probabilities averaged over them (`predictors.view_probabilities`). EMNIST-form input and
-    other pens give one view, to_emnist_frame's. The middle view is the one to show or store.
+    `below` (of its longer side; default VIEWS_BELOW) is drawn once per width in `widths`
+    (default VIEW_WIDTHS) and the model's probabilities averaged over them
+    (`predictors.view_probabilities`). EMNIST-form input, other pens and fewer than two widths
+    give one view, to_emnist_frame's. The middle view is the one to show or store.
     """
+    widths = VIEW_WIDTHS if widths is None else widths
+    below = VIEWS_BELOW if below is None else below
     if in_emnist_form(pixels) and float(pixels.max()) >= 0.1:
         return to_emnist_frame(pixels, source)[None]
     mask = _ink_mask(light_ink_on_dark(pixels, source), source)
