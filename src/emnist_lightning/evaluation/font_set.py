@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,11 +24,8 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from emnist_lightning.data.labels import split_info
 from emnist_lightning.errors import ImageInputError
-from emnist_lightning.inference.predictors import view_probabilities
+from emnist_lightning.inference.predictors import Predictor, view_probabilities
 from emnist_lightning.inference.preprocess import load_views
-
-if TYPE_CHECKING:
-    from emnist_lightning.inference.predictors import Predictor
 
 FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"), Path.home() / ".fonts")
 LABELS_CSV = "labels.csv"

@@ -37,7 +37,7 @@ WORK_SIDE = 112
 # side, calibrated so that the 28x28 result has EMNIST's widths (twice the ink over the
 # outline: 2.0 to 4.4 pixels from the 5th to the 95th percentile on the proxy training split,
 # median 2.9). The 5th and 95th were set on the font set (benchmarks/emnist_look.py), the
-# others on page-like drawings of training shapes (benchmarks/pen_width_views.py calibrate).
+# others on page-like drawings of validation shapes (benchmarks/pen_width_views.py calibrate).
 EMNIST_PEN_WIDTHS = {
     5: 0.072,
     10: 0.086,
@@ -51,7 +51,7 @@ EMNIST_PEN_WIDTHS = {
 }
 STROKE_RANGE = (EMNIST_PEN_WIDTHS[5], EMNIST_PEN_WIDTHS[95])
 # Pen-width views (pen_width_views): redrawn pens thinner than VIEWS_BELOW read at the pens
-# of these percentiles, the model's probabilities averaged. None: on the seed-1 font set and
+# of these percentiles, the model's probabilities averaged. Empty: on the seed-1 font set and
 # page-like drawings of validation shapes no choice helped both the quick and the default
 # recipe's model (docs/using-a-model.md "Reading real pens"), so one view, as drawn or
 # clamped to STROKE_RANGE, is read.
