@@ -7,7 +7,9 @@ preprocessing before issue 18 and today's. Inference only: nothing here is timed
 
 "before" is the preprocessing when issue 18 was filed: every image redrawn
 (`preprocess.redrawn_frame`) at one pen width. "now" is what predict.py and the server do
-today (`preprocess.load_character`). The inputs are prepared once and shared by every model.
+today (`preprocess.load_views`, averaged over its views by `predictors.view_probabilities`,
+as predict.py and the server read a file). The inputs are prepared once and shared by every
+model.
 Page-like drawings: 10 test-split shapes per class traced with the page's pen
 (benchmarks/page_like.py). The font set is rendered into --font-set on first use
 (benchmarks/real_pens.py; --seed 0 is the published set).
@@ -30,8 +32,8 @@ from PIL import Image
 from emnist_lightning.data.datamodule import load_split
 from emnist_lightning.errors import ImageInputError
 from emnist_lightning.evaluation.font_set import find_fonts, read_font_set, write_font_set
-from emnist_lightning.inference.predictors import Predictor, load_predictor
-from emnist_lightning.inference.preprocess import load_character, load_grayscale, redrawn_frame
+from emnist_lightning.inference.predictors import Predictor, load_predictor, view_probabilities
+from emnist_lightning.inference.preprocess import load_grayscale, load_views, redrawn_frame
 
 Reader = Callable[[io.BytesIO | Path], torch.Tensor]
 
@@ -41,7 +43,7 @@ def read_before(source: io.BytesIO | Path) -> torch.Tensor:
     return redrawn_frame(load_grayscale(source))
 
 
-READERS: dict[str, Reader] = {"before": read_before, "now": load_character}
+READERS: dict[str, Reader] = {"before": read_before, "now": load_views}
 
 
 def png(pixels: torch.Tensor) -> bytes:
@@ -50,8 +52,10 @@ def png(pixels: torch.Tensor) -> bytes:
     return buffer.getvalue()
 
 
-def prepared(sources: list[bytes | Path], reader: Reader) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs for every source (a blank image where preprocessing refuses one) and which read."""
+def prepared(
+    sources: list[bytes | Path], reader: Reader
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Each source's views (a blank image where preprocessing refuses one) and which read."""
     inputs, readable = [], []
     for source in sources:
         try:
@@ -60,14 +64,21 @@ def prepared(sources: list[bytes | Path], reader: Reader) -> tuple[torch.Tensor,
         except ImageInputError:  # what a user would get too: counted as a miss
             inputs.append(torch.zeros(1, 28, 28))
             readable.append(False)
-    return torch.stack(inputs), torch.tensor(readable)
+    return inputs, torch.tensor(readable)
 
 
 def accuracy(
-    predictor: Predictor, inputs: torch.Tensor, labels: torch.Tensor, readable: torch.Tensor
+    predictor: Predictor,
+    inputs: list[torch.Tensor],
+    labels: torch.Tensor,
+    readable: torch.Tensor,
 ) -> float:
+    """Share of images read right, each image's probabilities averaged over its views."""
     predicted = torch.cat(
-        [predictor.probabilities(chunk).argmax(1) for chunk in inputs.split(2048)]
+        [
+            view_probabilities(predictor, inputs[start : start + 2048]).argmax(1)
+            for start in range(0, len(inputs), 2048)
+        ]
     )
     return float(((predicted == labels) & readable).float().mean())
 
@@ -132,7 +143,7 @@ def main() -> int:
     for name, path in models:
         predictor = load_predictor(path)
         row: dict[str, float | str] = {"model": name, "file": str(path)}
-        raw = test_images.float().div(255)
+        raw = list(test_images.float().div(255))
         row["EMNIST test, raw pixels"] = accuracy(
             predictor, raw, test_labels, torch.ones(len(test_labels), dtype=torch.bool)
         )
