@@ -29,8 +29,10 @@ from fine_tune_pens import pick
 from page_like import page_like_png
 from PIL import Image
 
+from emnist_lightning.atomic_files import replaced_atomically
 from emnist_lightning.data.datamodule import load_split
-from emnist_lightning.errors import ImageInputError
+from emnist_lightning.data.labels import split_info
+from emnist_lightning.errors import CheckpointError, ImageInputError, UserError, first_line
 from emnist_lightning.evaluation.font_set import find_fonts, read_font_set, write_font_set
 from emnist_lightning.inference.predictors import Predictor, load_predictor, view_probabilities
 from emnist_lightning.inference.preprocess import load_grayscale, load_views, redrawn_frame
@@ -115,6 +117,23 @@ def main() -> int:
     args = parse_args()
     models = named_models(args.model)
     torch.set_grad_enabled(False)
+    try:
+        return run(args, models)
+    except UserError as exc:  # a missing data file, a damaged or mismatched model file
+        print(f"error: {first_line(exc)}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace, models: list[tuple[str, Path]]) -> int:
+    # Every model is loaded and checked first, before minutes of preparing inputs.
+    predictors = [load_predictor(path) for _, path in models]
+    balanced = list(split_info("balanced").characters)
+    for (_, path), predictor in zip(models, predictors, strict=True):
+        if predictor.class_names != balanced:
+            raise CheckpointError(
+                f"{path}: its {len(predictor.class_names)} classes are not EMNIST balanced's "
+                f"{len(balanced)}: this benchmark scores balanced-split models"
+            )
     images, labels = load_split(args.data_dir, "balanced", train=False)
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
     test_images, test_labels = images[order[: args.images]], labels[order[: args.images]]
@@ -139,14 +158,12 @@ def main() -> int:
         name: prepared([s.path for s in fonts], reader) for name, reader in READERS.items()
     }
 
+    raw = list(test_images.float().div(255))
+    all_read = torch.ones(len(test_labels), dtype=torch.bool)
     results = []
-    for name, path in models:
-        predictor = load_predictor(path)
+    for (name, path), predictor in zip(models, predictors, strict=True):
         row: dict[str, float | str] = {"model": name, "file": str(path)}
-        raw = list(test_images.float().div(255))
-        row["EMNIST test, raw pixels"] = accuracy(
-            predictor, raw, test_labels, torch.ones(len(test_labels), dtype=torch.bool)
-        )
+        row["EMNIST test, raw pixels"] = accuracy(predictor, raw, test_labels, all_read)
         for (set_name, reader_name), (inputs, readable) in prepared_sets.items():
             row[f"{set_name}, {reader_name}"] = accuracy(
                 predictor, inputs, sets[set_name][1], readable
@@ -169,7 +186,8 @@ def main() -> int:
         print(f"| {row['model']} | {cells} |")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        with replaced_atomically(args.out) as partial:
+            partial.write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 

@@ -69,10 +69,19 @@ def test_pens_benchmark_scores_each_model_on_each_set_before_and_now(
     assert "| tiny |" in result.stdout and "font-set images" in result.stdout
 
 
-def test_a_model_without_a_name_is_refused_in_one_line(monkeypatch) -> None:
+def test_a_model_without_a_name_or_a_damaged_one_is_refused_in_one_line(
+    monkeypatch, tmp_path: Path, capsys
+) -> None:
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
-    from pens_benchmark import named_models
+    from pens_benchmark import main, named_models
 
     assert named_models(["fast=a/b.ckpt"]) == [("fast", Path("a/b.ckpt"))]
     with pytest.raises(SystemExit, match=r"^error: --model 'model.ckpt' is not NAME=PATH"):
         named_models(["model.ckpt"])
+    damaged = tmp_path / "model.ckpt"
+    damaged.write_bytes(b"not a checkpoint")
+    argv = ["pens_benchmark.py", "--data-dir", str(tmp_path), "--model", f"x={damaged}"]
+    monkeypatch.setattr("sys.argv", argv)
+    assert main() == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {damaged} is not a readable checkpoint")
