@@ -323,3 +323,48 @@ def test_a_saved_correction_is_stored_and_fine_tunes_a_model(
     assert np.array_equal(images[-1][0].numpy(), np.asarray(stored))
     metrics = train(make_train_cfg(*overrides))
     assert metrics["epochs"] == 1
+
+
+@pytest.mark.slow
+def test_the_page_asks_for_the_api_key_a_server_needs_and_sends_it(
+    browser, proxy_trained_run: Path, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    key = "k3y-for-this-test"
+    model = proxy_trained_run / "checkpoints" / "last.ckpt"
+    with running_server(
+        f"ckpt_path={model}", log=tmp_path / "server.log", env={"LIT_SERVER_API_KEY": key}
+    ) as keyed:
+        context, page, _ = _open(browser, keyed)
+        sent_keys: list[str | None] = []
+        page.on(
+            "request",
+            lambda r: sent_keys.append(r.headers.get("x-api-key"))
+            if r.url.endswith("/predict")
+            else None,
+        )
+        status = page.locator("#status")
+        expect(status).to_contain_text("needs an API key", timeout=30_000)
+        assert page.locator("#key").is_visible()
+
+        page.fill("#api-key", "wrong")
+        page.click("#key button[type=submit]")
+        expect(status).to_contain_text("That API key was refused.", timeout=30_000)
+        assert page.locator("#key").is_visible()
+
+        page.fill("#api-key", key)
+        page.click("#key button[type=submit]")
+        assert page.locator("#key").is_hidden()
+        _draw_bar_with_mouse(page)
+        assert _wait_for_prediction(page) in BAR_READINGS
+        assert sent_keys and set(sent_keys) == {key}
+        expect(page.locator("#top-title")).to_have_text("Top 5")  # /info read with the key
+
+        # Kept for the tab: a reload reads /info and predicts without asking again.
+        page.reload()
+        expect(page.locator("#top-title")).to_have_text("Top 5", timeout=30_000)
+        assert page.locator("#key").is_hidden()
+        _draw_bar_with_mouse(page)
+        assert _wait_for_prediction(page) in BAR_READINGS
+        context.close()

@@ -2,7 +2,8 @@
 // as bars and the 28x28 input the model saw. What the model reads and how many guesses it
 // ranks come from the server's /info. When the top candidates are characters the model's
 // writers draw alike, it asks ("O or 0?"). Where the server collects corrections, the user
-// can save the right character. Talks only to this server (/info, /predict, /correction).
+// can save the right character. Where the server needs an API key, the page asks for it once
+// per tab. Talks only to this server (/info, /predict, /correction).
 "use strict";
 
 // Relative, so the page also works behind a path prefix.
@@ -13,6 +14,10 @@ const INFO_URL = "info";
 // it. Long enough for the pen lift between the strokes of one character (so no guess flickers
 // up after the first bar of a T), short enough to feel immediate.
 const PAUSE_MS = 400;
+// The server's API key, if it needs one: kept for this tab only (sessionStorage), sent as
+// LitServe's X-API-Key header.
+const KEY_STORE = "emnist-api-key";
+const KEY_HEADER = "X-API-Key";
 
 const pad = document.getElementById("pad");
 const ctx = pad.getContext("2d");
@@ -31,6 +36,8 @@ const classesEl = document.getElementById("classes");
 const topTitle = document.getElementById("top-title");
 const correctForm = document.getElementById("correct");
 const truthInput = document.getElementById("truth");
+const keyForm = document.getElementById("key");
+const keyInput = document.getElementById("api-key");
 
 let strokes = []; // each stroke: its points [x, y] in canvas pixels, as drawn
 let drawing = false;
@@ -38,6 +45,45 @@ let timer = null;
 let sequence = 0; // answers to superseded requests are dropped
 let correctionsOn = false; // the server stores corrections (its /info says)
 let shown = null; // what the shown answer was read from: { image, filename, strokes }
+
+function storedKey() {
+  try {
+    return sessionStorage.getItem(KEY_STORE) || "";
+  } catch {
+    return ""; // storage blocked: the key lives until the page reloads
+  }
+}
+
+let apiKey = storedKey();
+
+// fetch() with the API key, if one was given; a 401 asks the user for the key.
+async function call(url, options = {}) {
+  const headers = apiKey ? { [KEY_HEADER]: apiKey } : {};
+  const response = await fetch(url, { ...options, headers });
+  if (response.status === 401) askForKey(apiKey ? "That API key was refused." : "");
+  return response;
+}
+
+function askForKey(problem) {
+  keyForm.hidden = false;
+  keyInput.focus();
+  setStatus(`${problem} This server needs an API key: enter it below.`.trim(), true);
+}
+
+function useKey(event) {
+  event.preventDefault();
+  apiKey = keyInput.value.trim();
+  try {
+    sessionStorage.setItem(KEY_STORE, apiKey);
+  } catch {
+    // storage blocked: keep it in memory only
+  }
+  keyInput.value = "";
+  keyForm.hidden = true;
+  setStatus("Key saved for this tab. Draw with the mouse, a finger or a pen.");
+  readInfo();
+  if (strokes.length) predictDrawing();
+}
 
 function resetCanvas() {
   ctx.fillStyle = "#fff";
@@ -170,9 +216,10 @@ async function send(image, filename, label) {
   form.append("image", image, filename);
   setStatus("Reading\u2026");
   try {
-    const response = await fetch(PREDICT_URL, { method: "POST", body: form });
+    const response = await call(PREDICT_URL, { method: "POST", body: form });
     const body = await response.json().catch(() => ({}));
     if (mine !== sequence) return;
+    if (response.status === 401) return; // askForKey said what to do
     if (!response.ok) {
       setStatus(body.detail || `The server answered ${response.status}.`, true);
       return;
@@ -231,8 +278,9 @@ async function saveCorrection(event) {
   form.append("character", truthInput.value);
   form.append("strokes", JSON.stringify(shown.strokes));
   try {
-    const response = await fetch(CORRECTION_URL, { method: "POST", body: form });
+    const response = await call(CORRECTION_URL, { method: "POST", body: form });
     const body = await response.json().catch(() => ({}));
+    if (response.status === 401) return; // askForKey said what to do
     if (!response.ok) {
       setStatus(body.detail || `The server answered ${response.status}.`, true);
       return;
@@ -285,7 +333,7 @@ function classSentence(classes) {
 
 async function readInfo() {
   try {
-    const response = await fetch(INFO_URL);
+    const response = await call(INFO_URL);
     const model = response.ok ? (await response.json()).model : null;
     if (!model || !Array.isArray(model.classes)) return;
     topTitle.textContent = `Top ${model.top_k}`;
@@ -352,5 +400,6 @@ fileInput.addEventListener("change", () => {
 });
 
 correctForm.addEventListener("submit", saveCorrection);
+keyForm.addEventListener("submit", useKey);
 resetCanvas();
 readInfo();
