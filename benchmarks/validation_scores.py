@@ -5,13 +5,15 @@ recipes' choices are made on (never the test split).
 
 For each model file: balanced accuracy (macro recall) and accuracy on the validation split a
 training run with the same `--seed` and `--val-fraction` held out, plain and with
-`test_time_shift` 1. Test accuracy is printed for information only. Scored under bf16 autocast
+`test_time_shift` 1; for an ensemble (model=bn_cnn_ensemble), also each member alone. Test
+accuracy is printed for information only. Scored under bf16 autocast
 where the CPU has native bf16, as training's own validation runs (`trainer.precision=auto`).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 from pathlib import Path
 
 import torch
@@ -20,6 +22,7 @@ from torchmetrics.functional.classification import multiclass_accuracy, multicla
 from emnist_lightning.data.datamodule import EMNISTDataModule
 from emnist_lightning.data.labels import check_split_matches
 from emnist_lightning.inference.model_files import load_model
+from emnist_lightning.models.card import NormalizedNet
 from emnist_lightning.training.precision import cpu_has_native_bf16
 
 
@@ -53,17 +56,29 @@ def main() -> None:
     for path in args.models:
         loaded = load_model(path)
         check_split_matches(list(loaded.card.class_names), args.split)
-        for shift in (0, 1):
-            loaded.model.test_time_shift = shift
-            val = predictions(loaded.model, val_images)
-            test = predictions(loaded.model, test_images)
-            balanced = multiclass_recall(val, val_labels, classes, average="macro")
-            accuracy = multiclass_accuracy(val, val_labels, classes, average="micro")
-            tested = multiclass_accuracy(test, test_labels, classes, average="micro")
-            print(
-                f"| {path} | {shift} | {100 * balanced:.2f}% | {100 * accuracy:.2f}% | "
-                f"({100 * tested:.2f}%) |"
-            )
+        for name, model in scored_models(str(path), loaded.model):
+            for shift in (0, 1):
+                model.test_time_shift = shift
+                val = predictions(model, val_images)
+                test = predictions(model, test_images)
+                balanced = multiclass_recall(val, val_labels, classes, average="macro")
+                accuracy = multiclass_accuracy(val, val_labels, classes, average="micro")
+                tested = multiclass_accuracy(test, test_labels, classes, average="micro")
+                print(
+                    f"| {name} | {shift} | {100 * balanced:.2f}% | {100 * accuracy:.2f}% | "
+                    f"({100 * tested:.2f}%) |"
+                )
+
+
+def scored_models(name: str, model: NormalizedNet) -> list[tuple[str, NormalizedNet]]:
+    """The model, then, for an ensemble, each member alone (same input normalisation): what
+    the ensemble adds over its members is the figure that decides whether it is worth its cost."""
+    scored = [(name, model)]
+    for number, member in enumerate(getattr(model.net, "members", ()), start=1):
+        alone = copy.copy(model)  # a shallow copy: its own `net` attribute, shared weights
+        alone._modules = dict(model._modules, net=member)
+        scored.append((f"{name} member {number}", alone))
+    return scored
 
 
 if __name__ == "__main__":

@@ -98,3 +98,28 @@ def test_validation_scores_prints_plain_and_shifted_rows(
     rows = [line for line in result.stdout.splitlines() if line.startswith(f"| {last} |")]
     assert [row.split("|")[2].strip() for row in rows] == ["0", "1"]
     assert all(row.count("%") == 3 for row in rows)
+
+
+@pytest.mark.slow
+def test_validation_scores_scores_an_ensemble_and_each_member_alone(
+    make_train_cfg, tiny_emnist: Path, tmp_path: Path
+) -> None:
+    overrides = ("model=bn_cnn_ensemble", "model.net.widths=[4,8]", "model.net.fc1_neurons=16")
+    train(make_train_cfg(*overrides, "trainer.max_epochs=1", "test=false", output_dir=tmp_path))
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/validation_scores.py",
+            "--data-dir",
+            str(tiny_emnist),
+            str(last),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    names = [line.split("|")[1].strip() for line in result.stdout.splitlines()[2:]]
+    assert names == [str(last)] * 2 + [f"{last} member 1"] * 2 + [f"{last} member 2"] * 2

@@ -340,9 +340,9 @@ def test_the_page_asks_for_the_api_key_a_server_needs_and_sends_it(
         sent_keys: list[str | None] = []
         page.on(
             "request",
-            lambda r: sent_keys.append(r.headers.get("x-api-key"))
-            if r.url.endswith("/predict")
-            else None,
+            lambda r: (
+                sent_keys.append(r.headers.get("x-api-key")) if r.url.endswith("/predict") else None
+            ),
         )
         status = page.locator("#status")
         expect(status).to_contain_text("needs an API key", timeout=30_000)
