@@ -7,6 +7,7 @@ saying why, when no server can be started; in CI (env CI set) they fail instead.
 from __future__ import annotations
 
 import csv
+import functools
 import os
 import shutil
 import signal
@@ -88,10 +89,18 @@ def test_workers_starting_together_on_an_empty_database_all_open_the_study(postg
     assert len(optuna.get_all_study_names(url)) == 1
 
 
+@functools.cache
+def _polling_storage(url: str) -> optuna.storages.RDBStorage:
+    """One storage, so one connection pool, per database for the test's own polling: a fresh
+    one every poll keeps its connections open until garbage collection, and on a slow machine
+    they passed the server's max_connections ("too many clients already")."""
+    return optuna.storages.RDBStorage(url)
+
+
 def _trials_of(url: str, pids: set[int]) -> list[optuna.trial.FrozenTrial]:
     """The study's trials asked by the workers with these process ids (none before it exists)."""
     try:
-        trials = optuna.load_study(study_name="pg", storage=url).get_trials()
+        trials = optuna.load_study(study_name="pg", storage=_polling_storage(url)).get_trials()
     except KeyError:  # the study is not created yet
         return []
     return [t for t in trials if int(t.user_attrs.get(WORKER_ATTR, ":0").rsplit(":")[1]) in pids]
