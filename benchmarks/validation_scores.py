@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import sys
 from pathlib import Path
 
 import torch
@@ -21,6 +22,7 @@ from torchmetrics.functional.classification import multiclass_accuracy, multicla
 
 from emnist_lightning.data.datamodule import EMNISTDataModule
 from emnist_lightning.data.labels import check_split_matches
+from emnist_lightning.errors import UserError, first_line
 from emnist_lightning.inference.model_files import load_model
 from emnist_lightning.models.card import NormalizedNet
 from emnist_lightning.training.precision import cpu_has_native_bf16
@@ -32,7 +34,7 @@ def predictions(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
         return torch.cat([model(chunk.float().div(255)).argmax(1) for chunk in images.split(2048)])
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -42,6 +44,15 @@ def main() -> None:
     parser.add_argument("--val-fraction", type=float, default=0.1)
     parser.add_argument("--split", default="balanced")
     args = parser.parse_args()
+    try:
+        score(args)
+    except UserError as exc:  # a missing data file, a damaged or mismatched model file
+        print(f"error: {first_line(exc)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def score(args: argparse.Namespace) -> None:
     data = EMNISTDataModule(
         data_dir=args.data_dir,
         split=args.split,
@@ -82,4 +93,4 @@ def scored_models(name: str, model: NormalizedNet) -> list[tuple[str, Normalized
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

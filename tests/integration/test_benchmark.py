@@ -75,19 +75,15 @@ def test_benchmark_runs_every_recipe_and_writes_table_and_plot(tmp_path: Path) -
     assert (tmp_path / "published" / "results.md").read_text() == table
 
 
-@pytest.mark.slow
-def test_validation_scores_prints_plain_and_shifted_rows(
-    make_train_cfg, tiny_emnist: Path, tmp_path: Path
-) -> None:
-    train(make_train_cfg("trainer.max_epochs=1", "test=false", output_dir=tmp_path / "run"))
-    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+def _validation_scores(data_dir: Path, model: Path) -> subprocess.CompletedProcess:
+    """benchmarks/validation_scores.py on one model file; it must succeed."""
     result = subprocess.run(
         [
             sys.executable,
             "benchmarks/validation_scores.py",
             "--data-dir",
-            str(tiny_emnist),
-            str(last),
+            str(data_dir),
+            str(model),
         ],
         cwd=REPO,
         capture_output=True,
@@ -95,6 +91,16 @@ def test_validation_scores_prints_plain_and_shifted_rows(
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.mark.slow
+def test_validation_scores_prints_plain_and_shifted_rows(
+    make_train_cfg, tiny_emnist: Path, tmp_path: Path
+) -> None:
+    train(make_train_cfg("trainer.max_epochs=1", "test=false", output_dir=tmp_path / "run"))
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    result = _validation_scores(tiny_emnist, last)
     rows = [line for line in result.stdout.splitlines() if line.startswith(f"| {last} |")]
     assert [row.split("|")[2].strip() for row in rows] == ["0", "1"]
     assert all(row.count("%") == 3 for row in rows)
@@ -107,19 +113,29 @@ def test_validation_scores_scores_an_ensemble_and_each_member_alone(
     overrides = ("model=bn_cnn_ensemble", "model.net.widths=[4,8]", "model.net.fc1_neurons=16")
     train(make_train_cfg(*overrides, "trainer.max_epochs=1", "test=false", output_dir=tmp_path))
     last = tmp_path / "checkpoints" / "last.ckpt"
+    result = _validation_scores(tiny_emnist, last)
+    names = [line.split("|")[1].strip() for line in result.stdout.splitlines()[2:]]
+    assert names == [str(last)] * 2 + [f"{last} member 1"] * 2 + [f"{last} member 2"] * 2
+
+
+def test_validation_scores_refuses_a_damaged_model_file_in_one_line(
+    tiny_emnist: Path, tmp_path: Path
+) -> None:
+    damaged = tmp_path / "damaged.ckpt"
+    damaged.write_bytes(b"PK\x03\x04 not a checkpoint")
     result = subprocess.run(
         [
             sys.executable,
             "benchmarks/validation_scores.py",
             "--data-dir",
             str(tiny_emnist),
-            str(last),
+            str(damaged),
         ],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=300,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    names = [line.split("|")[1].strip() for line in result.stdout.splitlines()[2:]]
-    assert names == [str(last)] * 2 + [f"{last} member 1"] * 2 + [f"{last} member 2"] * 2
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith(f"error: {damaged} is not a readable checkpoint")
