@@ -163,11 +163,18 @@ def _from_check(check: Check) -> Rule:
 
 def _net_param_rule(param: str) -> Rule | None:
     """The rule of model.net.<param>, from the net registry (models/nets.py), read at each
-    check since nets may be registered later."""
-    for entry in NETS.values():
-        if param in entry.params:
-            return _from_check(entry.params[param])
-    return None
+    check since nets may be registered later. Nets may check a parameter of the same name
+    differently (bn_cnn's two widths, res_cnn's three): a value passes here when one of them
+    takes it, and the named net's own check (`check_net`, when the model is built) decides."""
+    rules = [_from_check(entry.params[param]) for entry in NETS.values() if param in entry.params]
+    if len(rules) <= 1:
+        return rules[0] if rules else None
+    expected = " or ".join(dict.fromkeys(rule.expected for rule in rules))
+
+    def accepts(value: Any) -> bool:
+        return any(rule.accepts(value) for rule in rules)
+
+    return Rule(accepts, expected, tuple(v for v in rules[0].bad if not accepts(v)))
 
 
 _TARGET = text()  # a `_target_`: the user's own config, so any import path they choose
@@ -231,6 +238,8 @@ _MODEL = {
     "scheduler_interval": text(("epoch", "step")),
     "log_every_step": flag(),
     "test_time_shift": whole(0, MAX_TEST_TIME_SHIFT),
+    "mixing": Rule(lambda v: v is None, "null or a mixing config", ("abc",), node=True),
+    "mixing.alpha": _POSITIVE,
 }
 
 _TRAINER = {

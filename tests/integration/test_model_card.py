@@ -76,7 +76,7 @@ def test_card_round_trips_through_plain_data_and_builds_its_net() -> None:
     assert card.to_dict() == data
     net = card.build_net()
     assert net.fc1.out_features == 16 and net.fc2.out_features == 10
-    assert set(NETS) == {"seed_cnn", "bn_cnn", "bn_cnn_ensemble"}
+    assert set(NETS) == {"seed_cnn", "bn_cnn", "res_cnn", "bn_cnn_ensemble"}
 
 
 @pytest.mark.parametrize(
@@ -201,13 +201,20 @@ def test_an_old_checkpoint_resumes_into_todays_module(make_train_cfg, tmp_path: 
     assert metrics["epochs"] == 2
 
 
+@pytest.mark.parametrize(
+    ("net", "net_params"),
+    [
+        ("bn_cnn", {"widths": [4, 8], "fc1_neurons": 8, "dropout": 0.1}),
+        ("res_cnn", {"widths": [8, 8, 8], "blocks": [1, 2, 1], "fc1_neurons": 8, "dropout": 0.1}),
+    ],
+)
 def test_onnx_export_of_a_random_model_matches_pytorch_with_its_own_normalisation(
-    tmp_path: Path,
+    tmp_path: Path, net: str, net_params: dict
 ) -> None:
     card = ModelCard.from_dict(
         _card(
-            net="bn_cnn",
-            net_params={"widths": [4, 8], "fc1_neurons": 8, "dropout": 0.1},
+            net=net,
+            net_params=net_params,
             input_mean=0.6,
             input_std=0.05,
         ),

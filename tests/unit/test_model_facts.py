@@ -26,7 +26,7 @@ def test_the_model_config_sets_the_normalisation_its_card_records(tmp_path: Path
     assert (seed.model.input_mean, seed.model.input_std) == (0.5, 0.5)
 
 
-@pytest.mark.parametrize("model", ["seed_cnn", "bn_cnn", "bn_cnn_ensemble"])
+@pytest.mark.parametrize("model", ["seed_cnn", "bn_cnn", "res_cnn", "bn_cnn_ensemble"])
 def test_every_model_config_takes_the_normalisation_from_one_node(
     tmp_path: Path, model: str
 ) -> None:

@@ -10,7 +10,13 @@ from torch import nn
 from emnist_lightning.config_checks import validate_config
 from emnist_lightning.errors import ConfigError, ModelFileError
 from emnist_lightning.models.card import ModelCard
-from emnist_lightning.models.nets import DROPOUT, NETS, BatchNormCNNEnsemble, register
+from emnist_lightning.models.nets import (
+    DROPOUT,
+    NETS,
+    BatchNormCNNEnsemble,
+    ResidualCNN,
+    register,
+)
 from emnist_lightning.training.run import train
 
 
@@ -96,3 +102,51 @@ def test_an_ensemble_trains_each_member_on_its_own_loss_and_predicts_their_mean(
     weights = {k: v for k, v in saved["state_dict"].items() if k.endswith("classifier.6.weight")}
     first, second = weights.values()
     assert len(weights) == 2 and not torch.equal(first, second)
+
+
+def test_the_residual_net_adds_each_blocks_input_and_trains_from_the_command_line_config(
+    make_train_cfg, tmp_path
+) -> None:
+    net = ResidualCNN(num_classes=5, widths=(8, 8, 16), blocks=(1, 2, 1), fc1_neurons=8)
+    images = torch.rand(3, 1, 28, 28)
+    assert net(images).shape == (3, 5)
+    stem, first, *rest = net.features
+    assert len(rest) == 3  # stages of 1, 2 and 1 blocks
+    # With its body silenced, a block passes its input through the shortcut: relu(x).
+    for layer in first.body[-1].parameters():
+        torch.nn.init.zeros_(layer)
+    first.eval()
+    inputs = torch.randn(2, 8, 28, 28)
+    torch.testing.assert_close(first(inputs), torch.relu(inputs))
+    # Stride-2 blocks halve the image: 28 -> 14 -> 7.
+    assert net.features(images).shape == (3, 16, 7, 7)
+    cfg = make_train_cfg(
+        "model=res_cnn",
+        "model.net.widths=[8,8,8]",
+        "model.net.fc1_neurons=8",
+        "trainer.max_epochs=1",
+        "logger=none",
+        output_dir=tmp_path / "run",
+    )
+    train(cfg)
+    saved = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    card = ModelCard.from_dict(saved["model_card"], "last.ckpt")
+    assert (card.net, card.net_params["blocks"]) == ("res_cnn", [1, 2, 2])
+
+
+@pytest.mark.parametrize(
+    ("model", "widths", "expected"),
+    [
+        ("bn_cnn", "[8,8,8]", "list of 2 whole numbers in \\[1, 256\\]"),
+        ("res_cnn", "[8,8]", "list of 3 whole numbers in \\[8, 256\\]"),
+        ("res_cnn", "[4,8,8]", "list of 3 whole numbers in \\[8, 256\\]"),
+    ],
+)
+def test_each_net_checks_its_own_widths(make_train_cfg, model, widths, expected) -> None:
+    cfg = make_train_cfg(f"model={model}", f"model.net.widths={widths}", "logger=none")
+    # Refused in one line, by the combined config rule or, when another net takes the value,
+    # by the named net's own check.
+    with pytest.raises(ConfigError, match=rf"^model\.net.*widths.* must be .*{expected}"):
+        train(cfg)
+    with pytest.raises(ConfigError, match=r"^model\.net\.widths=\[4\] is invalid"):
+        validate_config(make_train_cfg(f"model={model}", "model.net.widths=[4]"))

@@ -110,6 +110,7 @@ class CharacterClassifier(L.LightningModule):
         split: str | None = None,
         log_every_step: bool = True,
         test_time_shift: int = 0,
+        mixing: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         class_names = list(class_names or [str(i) for i in range(num_classes)])
@@ -133,8 +134,11 @@ class CharacterClassifier(L.LightningModule):
                 "split": split,
                 "log_every_step": bool(log_every_step),
                 "test_time_shift": self.card.test_time_shift,
+                "mixing": plain(mixing),
             }
         )
+        # A trusted config of this run (like the optimizer's), never read from a model file.
+        self.mixer = instantiate(mixing) if mixing else None
         self.model = self.card.build_model(channels_last=channels_last)
         num_classes = self.card.num_classes
         self.val_metrics = classification_metrics(num_classes, "val/")
@@ -179,11 +183,17 @@ class CharacterClassifier(L.LightningModule):
         self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
     ) -> torch.Tensor:
         images, labels = batch
-        logits = self(images)
+        mixed = self.mixer(images, labels) if self.mixer is not None else None
+        logits = self(mixed.images if mixed is not None else images)
         # An ensemble returns each member's logits, stacked member by member: each member is
         # trained on its own loss (nets.BatchNormCNNEnsemble).
-        labels = labels.repeat(getattr(self.model.net, "outputs_per_image", 1))
-        loss = self._loss(logits, labels)
+        copies = getattr(self.model.net, "outputs_per_image", 1)
+        if mixed is None:
+            loss = self._loss(logits, labels.repeat(copies))
+        else:  # scored against both images' labels, in proportion to their shares
+            own = self._loss(logits, mixed.labels.repeat(copies))
+            partner = self._loss(logits, mixed.partner_labels.repeat(copies))
+            loss = mixed.share * own + (1.0 - mixed.share) * partner
         # Per-step logging turns the loss into a Python float every step (a host sync and
         # bookkeeping); log_every_step=false keeps only the epoch mean.
         self.log(
@@ -192,7 +202,7 @@ class CharacterClassifier(L.LightningModule):
             on_step=self.hparams.log_every_step,
             on_epoch=True,
             prog_bar=True,
-            batch_size=len(labels),
+            batch_size=len(labels) * copies,
         )
         return loss
 
