@@ -139,6 +139,22 @@ def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
+def _hidden_layer_head(
+    features: int, fc1_neurons: int, dropout: float, num_classes: int
+) -> nn.Sequential:
+    """Flattened feature maps -> a batch-norm hidden layer -> logits (the one matrix Muon
+    trains in MuonWithAdamW); the layer indices are the state_dict keys of saved models."""
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Dropout(dropout),
+        nn.Linear(features, fc1_neurons, bias=False),
+        nn.BatchNorm1d(fc1_neurons),
+        nn.ReLU(inplace=True),
+        nn.Dropout(dropout),
+        nn.Linear(fc1_neurons, num_classes),
+    )
+
+
 @register("bn_cnn", widths=CHANNELS, fc1_neurons=NEURONS, dropout=DROPOUT)
 class BatchNormCNN(nn.Module):
     """A small VGG-style CNN with batch norm: two 3x3 conv pairs, each halving the image,
@@ -161,15 +177,7 @@ class BatchNormCNN(nn.Module):
             _conv_bn_relu(second, second),
             nn.MaxPool2d(2),
         )
-        self.classifier = nn.Sequential(
-            nn.Flatten(),
-            nn.Dropout(dropout),
-            nn.Linear(second * 7 * 7, fc1_neurons, bias=False),
-            nn.BatchNorm1d(fc1_neurons),
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-            nn.Linear(fc1_neurons, num_classes),
-        )
+        self.classifier = _hidden_layer_head(second * 7 * 7, fc1_neurons, dropout, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
@@ -225,15 +233,7 @@ class ResidualCNN(nn.Module):
                 layers.append(_ResidualBlock(channels, width, stride))
                 channels = width
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(
-            nn.Flatten(),
-            nn.Dropout(dropout),
-            nn.Linear(channels * 7 * 7, fc1_neurons, bias=False),
-            nn.BatchNorm1d(fc1_neurons),
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-            nn.Linear(fc1_neurons, num_classes),
-        )
+        self.classifier = _hidden_layer_head(channels * 7 * 7, fc1_neurons, dropout, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
