@@ -32,6 +32,13 @@ class _Tiny(nn.Module):
         return self.linear(x.flatten(1)) * self.scale
 
 
+def _train_and_read(cfg, run_dir) -> tuple[dict, ModelCard]:
+    """Train a run, then read its last checkpoint as plain data and its model card."""
+    train(cfg)
+    saved = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    return saved, ModelCard.from_dict(saved["model_card"], "last.ckpt")
+
+
 def test_a_net_with_an_unchecked_argument_cannot_be_registered() -> None:
     with pytest.raises(TypeError, match=r"give a check for each of \['scale'\]"):
         register("tiny_unchecked")(_Tiny)
@@ -64,9 +71,7 @@ def test_a_registered_net_trains_and_loads_by_name(make_train_cfg, tmp_path) -> 
             "logger=none",
             output_dir=tmp_path / "run",
         )
-        train(cfg)
-        saved = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
-        card = ModelCard.from_dict(saved["model_card"], "last.ckpt")
+        saved, card = _train_and_read(cfg, tmp_path / "run")
         assert (card.net, card.net_params) == ("tiny", {"scale": 0.5})
         assert isinstance(card.build_net(), _Tiny)
         with pytest.raises(ConfigError, match="model.net.scale=2 is invalid"):
@@ -95,9 +100,7 @@ def test_an_ensemble_trains_each_member_on_its_own_loss_and_predicts_their_mean(
         "logger=none",
         output_dir=tmp_path / "run",
     )
-    train(cfg)
-    saved = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
-    card = ModelCard.from_dict(saved["model_card"], "last.ckpt")
+    saved, card = _train_and_read(cfg, tmp_path / "run")
     assert (card.net, card.net_params["members"]) == ("bn_cnn_ensemble", 2)
     weights = {k: v for k, v in saved["state_dict"].items() if k.endswith("classifier.6.weight")}
     first, second = weights.values()
@@ -128,9 +131,7 @@ def test_the_residual_net_adds_each_blocks_input_and_trains_from_the_command_lin
         "logger=none",
         output_dir=tmp_path / "run",
     )
-    train(cfg)
-    saved = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
-    card = ModelCard.from_dict(saved["model_card"], "last.ckpt")
+    saved, card = _train_and_read(cfg, tmp_path / "run")
     assert (card.net, card.net_params["blocks"]) == ("res_cnn", [1, 2, 2])
 
 
