@@ -240,6 +240,14 @@ _MODEL = {
     "test_time_shift": whole(0, MAX_TEST_TIME_SHIFT),
     "mixing": Rule(lambda v: v is None, "null or a mixing config", ("abc",), node=True),
     "mixing.alpha": _POSITIVE,
+    "distillation": Rule(lambda v: v is None, "null or a distillation config", ("abc",), node=True),
+    "distillation.teacher": Rule(
+        lambda v: isinstance(v, str) and v != "",
+        "the path of the teacher's model file (a checkpoint, or a state_dict)",
+        ([1, 2], ""),
+    ),
+    "distillation.weight": _PROBABILITY,
+    "distillation.temperature": _POSITIVE,
 }
 
 _TRAINER = {

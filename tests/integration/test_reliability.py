@@ -291,13 +291,23 @@ def test_muon_refuses_another_optimizers_state_in_one_line() -> None:
 
 
 # experiment=fast without its one-cycle schedule, whose length is fixed by the first run's
-# epochs: resuming it exercises MuonWithAdamW's state.
+# epochs: resuming it exercises MuonWithAdamW's state. CutMix draws its boxes and partners,
+# and a teacher scores every batch: a resume must draw and score as the straight run did.
 @pytest.mark.parametrize(
-    "recipe", [[], ["experiment=fast", "model.scheduler=null"]], ids=["default", "muon"]
+    "recipe",
+    [
+        [],
+        ["experiment=fast", "model.scheduler=null"],
+        ["model/mixing=cutmix"],
+        ["model/distillation=teacher", "model.distillation.teacher={teacher}"],
+    ],
+    ids=["default", "muon", "cutmix", "distilled"],
 )
 def test_a_resumed_run_ends_bit_for_bit_equal_to_a_straight_run(
-    recipe: list[str], make_train_cfg, tmp_path: Path
+    recipe: list[str], make_train_cfg, tmp_path: Path, tiny_trained_logs: Path
 ) -> None:
+    teacher = tiny_trained_logs / "train" / "runs" / "tiny" / "checkpoints" / "last.ckpt"
+    recipe = [override.format(teacher=teacher) for override in recipe]
     common = ("deterministic=true", "test=false", "data/augment=affine", *recipe)
     train(make_train_cfg(*common, output_dir=tmp_path / "first"))
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"

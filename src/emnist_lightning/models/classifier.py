@@ -27,6 +27,7 @@ from emnist_lightning.models.card import (
     TEST_TIME_SHIFT,
     ModelCard,
 )
+from emnist_lightning.models.distillation import Distillation
 from emnist_lightning.models.look_alikes import look_alike_pairs
 from emnist_lightning.models.metrics import classification_metrics
 from emnist_lightning.models.nets import check_net
@@ -82,6 +83,10 @@ def training_loss_name(hparams: Mapping[str, Any]) -> str:
         parts.append(f"logit-adjusted, tau {tau:g}")
     if isinstance(smoothing, (int, float)) and smoothing:
         parts.append(f"label smoothing {smoothing:g}")
+    teacher = hparams.get("distillation")
+    weight = teacher.get("weight", 0.5) if isinstance(teacher, Mapping) else None
+    if isinstance(weight, (int, float)) and weight:
+        parts.append(f"distilled from a teacher, weight {weight:g}")
     return f"cross-entropy ({'; '.join(parts)})" if parts else "cross-entropy"
 
 
@@ -111,6 +116,7 @@ class CharacterClassifier(L.LightningModule):
         log_every_step: bool = True,
         test_time_shift: int = 0,
         mixing: Mapping[str, Any] | None = None,
+        distillation: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         class_names = list(class_names or [str(i) for i in range(num_classes)])
@@ -135,10 +141,17 @@ class CharacterClassifier(L.LightningModule):
                 "log_every_step": bool(log_every_step),
                 "test_time_shift": self.card.test_time_shift,
                 "mixing": plain(mixing),
+                "distillation": plain(distillation),
             }
         )
-        # A trusted config of this run (like the optimizer's), never read from a model file.
+        # Trusted configs of this run (like the optimizer's), never read from a model file.
         self.mixer = instantiate(mixing) if mixing else None
+        # Not a submodule: the teacher stays out of this model's state_dict and checkpoints.
+        self.distiller: Distillation | None = (
+            instantiate(distillation, channels_last=channels_last) if distillation else None
+        )
+        if self.distiller is not None:
+            self.distiller.check_classes(class_names)
         self.model = self.card.build_model(channels_last=channels_last)
         num_classes = self.card.num_classes
         self.val_metrics = classification_metrics(num_classes, "val/")
@@ -168,23 +181,46 @@ class CharacterClassifier(L.LightningModule):
         prior = counts.float().clamp_min(1) / counts.sum()
         self.log_prior.copy_(prior.log())
 
+    def on_fit_start(self) -> None:
+        if self.distiller is not None:
+            self.distiller.to(self.device)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Class scores for upright images with values in [0, 1], shape (B, 1, 28, 28): logits,
         or in eval mode with test-time shifts the views' mean log-probabilities."""
         return self.model(images)
 
+    def _adjusted(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.hparams.logit_adjust_tau:
+            return logits + self.hparams.logit_adjust_tau * self.log_prior
+        return logits
+
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         # training_loss_name() says in words what this computes: keep the two together.
-        if self.hparams.logit_adjust_tau:
-            logits = logits + self.hparams.logit_adjust_tau * self.log_prior
-        return F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
+        return F.cross_entropy(
+            self._adjusted(logits), labels, label_smoothing=self.hparams.label_smoothing
+        )
+
+    def _distilled(
+        self, loss: torch.Tensor, images: torch.Tensor, logits: torch.Tensor
+    ) -> torch.Tensor:
+        """Blend the label loss with the teacher's: both sides adjusted by the same prior, so
+        a teacher trained with the logit-adjusted loss is matched as it was trained."""
+        distiller = self.distiller
+        if distiller is None:
+            return loss
+        copies = len(logits) // len(images)
+        teacher = self._adjusted(distiller.teacher_logits(images)).repeat(copies, 1)
+        soft = distiller.loss(self._adjusted(logits), teacher)
+        return (1.0 - distiller.weight) * loss + distiller.weight * soft
 
     def training_step(
         self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
     ) -> torch.Tensor:
         images, labels = batch
         mixed = self.mixer(images, labels) if self.mixer is not None else None
-        logits = self(mixed.images if mixed is not None else images)
+        inputs = mixed.images if mixed is not None else images
+        logits = self(inputs)
         # An ensemble returns each member's logits, stacked member by member: each member is
         # trained on its own loss (nets.BatchNormCNNEnsemble).
         copies = getattr(self.model.net, "outputs_per_image", 1)
@@ -194,6 +230,7 @@ class CharacterClassifier(L.LightningModule):
             own = self._loss(logits, mixed.labels.repeat(copies))
             partner = self._loss(logits, mixed.partner_labels.repeat(copies))
             loss = mixed.share * own + (1.0 - mixed.share) * partner
+        loss = self._distilled(loss, inputs, logits)
         # Per-step logging turns the loss into a Python float every step (a host sync and
         # bookkeeping); log_every_step=false keeps only the epoch mean.
         self.log(
