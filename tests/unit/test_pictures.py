@@ -81,6 +81,12 @@ def test_learning_curves_name_the_training_loss_the_run_optimised(tmp_path: Path
     plain = _metrics_csv(tmp_path / "p", 2, "logit_adjust_tau: 0.0\nlabel_smoothing: 0.0\n")
     text = learning_curves_figure(plain).axes[0].get_legend().texts[0].get_text()
     assert text.startswith("training loss: cross-entropy\n")
+    taught = (
+        "mixing:\n  _target_: x.mixing.CutMix\ndistillation:\n  teacher: t.ckpt\n  weight: 0.5\n"
+    )
+    axes = learning_curves_figure(_metrics_csv(tmp_path / "t", 2, taught)).axes[0]
+    label = axes.get_legend().texts[0].get_text()
+    assert "cutmix blends" in label and "distilled from a teacher, weight 0.5" in label
     unknown = _metrics_csv(tmp_path / "u", 2, None)
     text = learning_curves_figure(unknown).axes[0].get_legend().texts[0].get_text()
     assert text.startswith("training loss\n")

@@ -83,8 +83,12 @@ def training_loss_name(hparams: Mapping[str, Any]) -> str:
         parts.append(f"logit-adjusted, tau {tau:g}")
     if isinstance(smoothing, (int, float)) and smoothing:
         parts.append(f"label smoothing {smoothing:g}")
+    mixing = hparams.get("mixing")
+    mixer = mixing.get("_target_") if isinstance(mixing, Mapping) else None
+    if isinstance(mixer, str):  # a name to print, never imported
+        parts.append(f"{mixer.rsplit('.', 1)[-1].lower()} blends")
     teacher = hparams.get("distillation")
-    weight = teacher.get("weight", 0.5) if isinstance(teacher, Mapping) else None
+    weight = teacher.get("weight") if isinstance(teacher, Mapping) else None
     if isinstance(weight, (int, float)) and weight:
         parts.append(f"distilled from a teacher, weight {weight:g}")
     return f"cross-entropy ({'; '.join(parts)})" if parts else "cross-entropy"
