@@ -75,15 +75,16 @@ def test_benchmark_runs_every_recipe_and_writes_table_and_plot(tmp_path: Path) -
     assert (tmp_path / "published" / "results.md").read_text() == table
 
 
-def _validation_scores(data_dir: Path, model: Path) -> subprocess.CompletedProcess:
-    """benchmarks/validation_scores.py on one model file; it must succeed."""
+def _validation_scores(data_dir: Path, *models: Path) -> subprocess.CompletedProcess:
+    """benchmarks/validation_scores.py on model files; it must succeed."""
     result = subprocess.run(
         [
             sys.executable,
             "benchmarks/validation_scores.py",
             "--data-dir",
             str(data_dir),
-            str(model),
+            "--resamples=200",
+            *map(str, models),
         ],
         cwd=REPO,
         capture_output=True,
@@ -104,6 +105,11 @@ def test_validation_scores_prints_plain_and_shifted_rows(
     rows = [line for line in result.stdout.splitlines() if line.startswith(f"| {last} |")]
     assert [row.split("|")[2].strip() for row in rows] == ["0", "1"]
     assert all(row.count("%") == 3 for row in rows)
+    assert "paired bootstrap" not in result.stdout  # one model: nothing to compare
+    # The same model against itself: the paired resamples cancel exactly.
+    twice = _validation_scores(tiny_emnist, last, last).stdout
+    assert "paired bootstrap, 200 resamples" in twice
+    assert twice.rstrip().endswith(f"- {last}: +0.00 points, 95% interval [+0.00, +0.00]")
 
 
 @pytest.mark.slow
@@ -114,8 +120,12 @@ def test_validation_scores_scores_an_ensemble_and_each_member_alone(
     train(make_train_cfg(*overrides, "trainer.max_epochs=1", "test=false", output_dir=tmp_path))
     last = tmp_path / "checkpoints" / "last.ckpt"
     result = _validation_scores(tiny_emnist, last)
-    names = [line.split("|")[1].strip() for line in result.stdout.splitlines()[2:]]
+    table = [line for line in result.stdout.splitlines()[2:] if line.startswith("| ")]
+    names = [line.split("|")[1].strip() for line in table]
     assert names == [str(last)] * 2 + [f"{last} member 1"] * 2 + [f"{last} member 2"] * 2
+    # Each member alone against the ensemble, on the interval the split allows.
+    compared = [line.split(":")[0] for line in result.stdout.splitlines() if line[:2] == "- "]
+    assert compared == [f"- {last} member 1", f"- {last} member 2"]
 
 
 def test_validation_scores_refuses_a_damaged_model_file_in_one_line(
