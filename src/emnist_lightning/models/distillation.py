@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from emnist_lightning.errors import ConfigError
+from emnist_lightning.errors import ConfigError, UserError
 from emnist_lightning.inference.model_files import load_model
 from emnist_lightning.models.card import NormalizedNet
 
@@ -40,7 +40,10 @@ class Distillation:
                 f"model.distillation.teacher={teacher} is not a file: give a checkpoint or a "
                 "state_dict (with its model_card.json) that train.py or export.py wrote"
             )
-        loaded = load_model(self.path)
+        try:
+            loaded = load_model(self.path)
+        except UserError as exc:  # say which setting named the file
+            raise type(exc)(f"model.distillation.teacher: {exc}") from None
         self.class_names = list(loaded.card.class_names)
         # The teacher's own test-time shifts would cost 5x its forward on every batch, for
         # targets the student then learns on plain images anyway: it scores the plain batch.
