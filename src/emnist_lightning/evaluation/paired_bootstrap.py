@@ -21,7 +21,6 @@ class Difference:
     observed: float
     low: float
     high: float
-    resamples: int
 
 
 def balanced_accuracy(correct: torch.Tensor, labels: torch.Tensor, num_classes: int) -> float:
@@ -73,4 +72,4 @@ def paired_difference(
         )
     spread = torch.cat(differences)
     low, high = torch.quantile(spread, torch.tensor([0.025, 0.975], dtype=spread.dtype)).tolist()
-    return Difference(observed, low, high, resamples)
+    return Difference(observed, low, high)

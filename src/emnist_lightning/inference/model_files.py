@@ -247,12 +247,12 @@ def check_weights_fit(checkpoint: dict[str, Any], card: ModelCard, path: str | P
     _load_weights(card.build_model(), _net_weights(checkpoint), Path(path))
 
 
-def load_checkpoint_model(path: str | Path) -> LoadedModel:
+def load_checkpoint_model(path: str | Path, channels_last: bool = False) -> LoadedModel:
     """A ready model from a Lightning checkpoint alone (no datamodule, no training config)."""
     path = Path(path)
     checkpoint = read_checkpoint(path)
     card = card_of_checkpoint(checkpoint, path)
-    model = card.build_model()
+    model = card.build_model(channels_last)
     _load_weights(model, _net_weights(checkpoint), path)
     return LoadedModel(card, model.eval(), path)
 
@@ -286,22 +286,23 @@ def card_beside(weights_path: Path) -> tuple[ModelCard, Path]:
     )
 
 
-def load_state_dict_model(path: str | Path) -> LoadedModel:
+def load_state_dict_model(path: str | Path, channels_last: bool = False) -> LoadedModel:
     """A ready model from a seed-style state_dict and the card beside it."""
     path = Path(path)
     card, card_path = card_beside(path)
     weights = _load_plain(path, "state_dict", "use the file train.py or export.py wrote")
-    model = card.build_model()
+    model = card.build_model(channels_last)
     _load_weights(model, weights, path, pair=f"{path.name} + {card_path.name}")
     return LoadedModel(card, model.eval(), path)
 
 
-def load_model(path: str | Path) -> LoadedModel:
-    """A ready PyTorch model from a checkpoint or a state_dict + card."""
+def load_model(path: str | Path, channels_last: bool = False) -> LoadedModel:
+    """A ready PyTorch model from a checkpoint or a state_dict + card (`channels_last`: the
+    net in NHWC layout, for a model that runs on training's batches)."""
     path = Path(path)
     if path.suffix in (".torch", ".pt", ".pth"):
-        return load_state_dict_model(path)
-    return load_checkpoint_model(path)
+        return load_state_dict_model(path, channels_last)
+    return load_checkpoint_model(path, channels_last)
 
 
 # -- writing ---------------------------------------------------------------------------------

@@ -206,14 +206,13 @@ class CharacterClassifier(L.LightningModule):
         )
 
     def _distilled(
-        self, loss: torch.Tensor, images: torch.Tensor, logits: torch.Tensor
+        self, loss: torch.Tensor, images: torch.Tensor, logits: torch.Tensor, copies: int
     ) -> torch.Tensor:
         """Blend the label loss with the teacher's: both sides adjusted by the same prior, so
         a teacher trained with the logit-adjusted loss is matched as it was trained."""
         distiller = self.distiller
         if distiller is None:
             return loss
-        copies = len(logits) // len(images)
         teacher = self._adjusted(distiller.teacher_logits(images)).repeat(copies, 1)
         soft = distiller.loss(self._adjusted(logits), teacher)
         return (1.0 - distiller.weight) * loss + distiller.weight * soft
@@ -234,7 +233,7 @@ class CharacterClassifier(L.LightningModule):
             own = self._loss(logits, mixed.labels.repeat(copies))
             partner = self._loss(logits, mixed.partner_labels.repeat(copies))
             loss = mixed.share * own + (1.0 - mixed.share) * partner
-        loss = self._distilled(loss, inputs, logits)
+        loss = self._distilled(loss, inputs, logits, copies)
         # Per-step logging turns the loss into a Python float every step (a host sync and
         # bookkeeping); log_every_step=false keeps only the epoch mean.
         self.log(

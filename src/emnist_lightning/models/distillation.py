@@ -41,16 +41,14 @@ class Distillation:
                 "state_dict (with its model_card.json) that train.py or export.py wrote"
             )
         try:
-            loaded = load_model(self.path)
+            loaded = load_model(self.path, channels_last)
         except UserError as exc:  # say which setting named the file
             raise type(exc)(f"model.distillation.teacher: {exc}") from None
         self.class_names = list(loaded.card.class_names)
         # The teacher's own test-time shifts would cost 5x its forward on every batch, for
         # targets the student then learns on plain images anyway: it scores the plain batch.
-        model = loaded.card.build_model(channels_last=channels_last)
-        model.load_state_dict(loaded.model.state_dict())
-        model.test_time_shift = 0
-        self.teacher: NormalizedNet = model.eval().requires_grad_(False)
+        loaded.model.test_time_shift = 0
+        self.teacher: NormalizedNet = loaded.model.requires_grad_(False)
         self.weight = float(weight)
         self.temperature = float(temperature)
 
